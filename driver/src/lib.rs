@@ -1,0 +1,9 @@
+//! ktimer: a KMDF driver that exposes one-shot and periodic kernel timers to user mode.
+#![no_std]
+
+extern crate alloc;
+
+// On the simulator the driver is ordinary user-mode code, so std supplies the allocator and
+// the panic handler. In the real driver, wdk-alloc and wdk-panic do (see the KMDF shell).
+#[cfg(ktimer_seam = "sim")]
+extern crate std;

@@ -1,0 +1,2 @@
+//! Companion test app for the ktimer driver.
+fn main() {}
