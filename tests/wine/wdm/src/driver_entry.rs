@@ -13,15 +13,17 @@ use windows_sys::Win32::Foundation::{
 };
 use windows_sys::Win32::System::Ioctl::FILE_DEVICE_UNKNOWN;
 
-use crate::irp;
-use crate::unicode::StaticUnicode;
+use ktimer_abi::device::{DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16};
 
-const DEVICE_NAME_TEXT: &str = "\\Device\\KTimer";
-const LINK_NAME_TEXT: &str = "\\DosDevices\\KTimer";
-static DEVICE_NAME: StaticUnicode<{ DEVICE_NAME_TEXT.len() }> =
-    StaticUnicode::from_ascii(DEVICE_NAME_TEXT);
-static LINK_NAME: StaticUnicode<{ LINK_NAME_TEXT.len() }> =
-    StaticUnicode::from_ascii(LINK_NAME_TEXT);
+use crate::irp;
+use crate::unicode;
+
+/// `\Device\KTimer`, the name the KMDF driver gives its device too.
+static DEVICE_NAME: [u16; DEVICE_NAME_KERNEL_UTF16.len()] = DEVICE_NAME_KERNEL_UTF16;
+/// `\DosDevices\KTimer`: user mode opens `\\.\KTimer`. This legacy (non-Plug and Play)
+/// driver has no physical device object to register a device interface on, so the app
+/// finds the device by this link, its documented fallback.
+static LINK_NAME: [u16; SYMBOLIC_LINK_KERNEL_UTF16.len()] = SYMBOLIC_LINK_KERNEL_UTF16;
 
 /// `FILE_DEVICE_SECURE_OPEN`: apply the device's security to opens of names below it.
 const FILE_DEVICE_SECURE_OPEN: u32 = 0x100;
@@ -35,8 +37,8 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
-    let device_name = DEVICE_NAME.as_unicode_string();
-    let link_name = LINK_NAME.as_unicode_string();
+    let device_name = unicode::counted(&DEVICE_NAME);
+    let link_name = unicode::counted(&LINK_NAME);
     let mut device: *mut DEVICE_OBJECT = null_mut();
     // SAFETY: `driver` is the I/O manager's driver object; the name is a valid counted string
     // and `device` a valid out pointer.
@@ -73,7 +75,7 @@ pub unsafe extern "system" fn DriverEntry(
 
 /// Undoes `DriverEntry`.
 unsafe extern "system" fn unload(driver: *const DRIVER_OBJECT) {
-    let link_name = LINK_NAME.as_unicode_string();
+    let link_name = unicode::counted(&LINK_NAME);
     // SAFETY: the link was created in DriverEntry; deleting it at unload is the rule.
     unsafe { IoDeleteSymbolicLink(&raw const link_name) };
     // SAFETY: the I/O manager passes our live driver object.
