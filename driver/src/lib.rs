@@ -12,3 +12,5 @@ extern crate std;
 // symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
 #[cfg(ktimer_seam = "windows_sys")]
 extern crate ktimer_wdm_rt;
+
+pub mod kernel;
