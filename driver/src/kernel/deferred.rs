@@ -14,8 +14,9 @@
 //! parked storage as leaked pool.
 //!
 //! The list is a Treiber stack with a take-all pop (`swap(null)`), so it has no ABA
-//! problem. Entries carry the domain of the kernel that parked them
-//! ([`sys::teardown_domain`](super::sys::teardown_domain)) and are only reclaimed by it.
+//! problem. There is one list per kernel ([`sys::parked_list`](super::sys::parked_list)):
+//! one per driver image on Windows; one per simulated kernel in tests, so that no kernel
+//! ever frees, or even reads, a block another kernel allocated.
 
 use core::ptr::{self, NonNull};
 
@@ -65,26 +66,20 @@ pub(crate) type Finish = unsafe fn(NonNull<DeferredNode>);
 ///
 /// # Invariants
 ///
-/// `domain`, `tag` and `finish` never change after construction. `next` is written only by the
+/// `tag` and `finish` never change after construction. `next` is written only by the
 /// party that currently owns the node (the parker before publishing it, the reclaimer
 /// after taking it).
 pub(crate) struct DeferredNode {
     next: AtomicPtr<DeferredNode>,
-    domain: usize,
     tag: PoolTag,
     finish: Finish,
 }
 
 impl DeferredNode {
-    /// A node for a block tagged `tag`, in the kernel this code runs in. Any IRQL.
+    /// A node for a block tagged `tag`, finished by `finish`. Any IRQL.
     pub(crate) fn new(finish: Finish, tag: PoolTag) -> Self {
-        Self::with_domain(finish, tag, sys::teardown_domain())
-    }
-
-    pub(crate) fn with_domain(finish: Finish, tag: PoolTag, domain: usize) -> Self {
         Self {
             next: AtomicPtr::new(ptr::null_mut()),
-            domain,
             tag,
             finish,
         }
@@ -146,27 +141,12 @@ impl ParkedList {
         }
     }
 
-    /// Takes every node parked by `domain`; nodes of other domains are pushed back. Any
-    /// IRQL; allocates nothing.
-    pub(crate) fn take_domain(&self, domain: usize) -> Taken {
-        let mut all = self.head.swap(ptr::null_mut(), Ordering::Acquire);
-        let mut mine = Taken {
-            head: ptr::null_mut(),
-        };
-        while let Some(node) = NonNull::new(all) {
-            // SAFETY: a node taken off the list is owned by us and valid until finished
-            // (`park`'s contract).
-            let node_ref = unsafe { node.as_ref() };
-            all = node_ref.next.load(Ordering::Relaxed);
-            if node_ref.domain == domain {
-                node_ref.next.store(mine.head, Ordering::Relaxed);
-                mine.head = node.as_ptr();
-            } else {
-                // SAFETY: we own the node (taken above) and it stays valid; it is on no list.
-                unsafe { self.park(node) };
-            }
+    /// Takes every parked node. Any IRQL; lock-free, allocates nothing.
+    pub(crate) fn take_all(&self) -> Taken {
+        // Acquire pairs with `park`'s Release: the nodes' fields are visible.
+        Taken {
+            head: self.head.swap(ptr::null_mut(), Ordering::Acquire),
         }
-        mine
     }
 }
 
@@ -200,11 +180,10 @@ impl Taken {
     }
 }
 
-/// The driver's parked list (one per driver image; entries are separated by domain).
+/// The parked list of the kernel this code runs in.
 #[cfg(not(loom))]
 fn parked() -> &'static ParkedList {
-    static PARKED: ParkedList = ParkedList::new();
-    &PARKED
+    sys::parked_list()
 }
 
 /// Under the model checker, statics must be loom objects made inside each execution.
@@ -227,7 +206,7 @@ fn parked() -> &'static ParkedList {
 /// frees it.
 pub(crate) unsafe fn retire(node: NonNull<DeferredNode>) {
     if PassiveLevel::current().is_some() {
-        let parked = parked().take_domain(sys::teardown_domain());
+        let parked = parked().take_all();
         // SAFETY: at PASSIVE_LEVEL (just checked); waits for every DPC queued or running.
         unsafe { sys::KeFlushQueuedDpcs() };
         // SAFETY: the caller hands over a valid node.
@@ -266,7 +245,7 @@ pub fn reclaim_deferred(passive: &PassiveLevel) -> usize {
     if !passive.still_passive() {
         return 0;
     }
-    let parked = parked().take_domain(sys::teardown_domain());
+    let parked = parked().take_all();
     if parked.is_empty() {
         return 0;
     }
@@ -298,9 +277,9 @@ mod loom_tests {
         block.finished.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn block(domain: usize) -> Arc<Block> {
+    fn block() -> Arc<Block> {
         Arc::new(Block {
-            node: DeferredNode::with_domain(finish_block, PoolTag::new(*b"test"), domain),
+            node: DeferredNode::new(finish_block, PoolTag::new(*b"test")),
             finished: AtomicUsize::new(0),
         })
     }
@@ -310,10 +289,10 @@ mod loom_tests {
     }
 
     #[test]
-    fn loom_concurrent_parks_and_a_reclaim_finish_every_block_exactly_once() {
+    fn loom_concurrent_parks_and_reclaims_finish_every_block_exactly_once() {
         loom::model(|| {
             let list = Arc::new(ParkedList::new());
-            let blocks = [block(1), block(1)];
+            let blocks = [block(), block()];
             let parkers: Vec<_> = blocks
                 .iter()
                 .map(|b| {
@@ -328,13 +307,13 @@ mod loom_tests {
                 .collect();
             // A reclaim racing the parks takes some subset ...
             // SAFETY: the model has no DPCs to flush.
-            let early = unsafe { list.take_domain(1).finish_all() };
+            let early = unsafe { list.take_all().finish_all() };
             for parker in parkers {
                 parker.join().unwrap();
             }
             // ... and a later one takes the rest; together exactly the parked blocks.
             // SAFETY: as above.
-            let late = unsafe { list.take_domain(1).finish_all() };
+            let late = unsafe { list.take_all().finish_all() };
             assert_eq!(early + late, 2);
             for b in &blocks {
                 assert_eq!(b.finished.load(Ordering::Relaxed), 1);
@@ -343,30 +322,21 @@ mod loom_tests {
     }
 
     #[test]
-    fn loom_a_reclaim_leaves_other_domains_parked() {
+    fn loom_two_reclaimers_never_finish_a_block_twice() {
         loom::model(|| {
             let list = Arc::new(ParkedList::new());
-            let mine = block(1);
-            let theirs = block(2);
-            // SAFETY: blocks outlive the list and are parked once each.
-            unsafe { list.park(node_of(&theirs)) };
+            let b = block();
+            // SAFETY: the block outlives the list and is parked once.
+            unsafe { list.park(node_of(&b)) };
             let other = {
                 let list = Arc::clone(&list);
-                let mine = Arc::clone(&mine);
-                // SAFETY: as above.
-                loom::thread::spawn(move || unsafe { list.park(node_of(&mine)) })
+                // SAFETY: no DPCs in the model.
+                loom::thread::spawn(move || unsafe { list.take_all().finish_all() })
             };
-            // SAFETY: no DPCs in the model.
-            let ours_early = unsafe { list.take_domain(1).finish_all() };
-            other.join().unwrap();
             // SAFETY: as above.
-            let ours_late = unsafe { list.take_domain(1).finish_all() };
-            assert_eq!(ours_early + ours_late, 1);
-            assert_eq!(mine.finished.load(Ordering::Relaxed), 1);
-            assert_eq!(theirs.finished.load(Ordering::Relaxed), 0);
-            // SAFETY: as above.
-            assert_eq!(unsafe { list.take_domain(2).finish_all() }, 1);
-            assert_eq!(theirs.finished.load(Ordering::Relaxed), 1);
+            let here = unsafe { list.take_all().finish_all() };
+            assert_eq!(here + other.join().unwrap(), 1);
+            assert_eq!(b.finished.load(Ordering::Relaxed), 1);
         });
     }
 }

@@ -63,7 +63,7 @@ impl Model {
         Arc::new(Self {
             kernel: Mutex::new(KernelState::default()),
             storage: Storage {
-                node: DeferredNode::with_domain(finish_model, PoolTag::new(*b"modl"), 1),
+                node: DeferredNode::new(finish_model, PoolTag::new(*b"modl")),
                 torn_down: TornDown::new(),
                 finished: AtomicUsize::new(0),
             },
@@ -207,7 +207,7 @@ fn loom_dispatch_drop_parks_and_one_reclaim_frees_once() {
         let reclaimer = {
             let model = Arc::clone(&model);
             thread::spawn(move || {
-                let taken = model.parked.take_domain(1);
+                let taken = model.parked.take_all();
                 assert!(!taken.is_empty(), "the parked block is found");
                 model.flush();
                 model.free();
@@ -219,7 +219,7 @@ fn loom_dispatch_drop_parks_and_one_reclaim_frees_once() {
         assert_eq!(reclaimer.join().unwrap(), 1);
         assert_eq!(model.storage.finished.load(Ordering::Relaxed), 1);
         assert!(
-            model.parked.take_domain(1).is_empty(),
+            model.parked.take_all().is_empty(),
             "nothing left parked"
         );
     });

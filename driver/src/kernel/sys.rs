@@ -17,8 +17,11 @@
 //! `ExInitializeSetTimerParameters`) have no import library entry; the `wdk` arm gives
 //! their header bodies here and the simulator exports equivalents.
 //!
-//! One helper is not a kernel symbol: [`teardown_domain`], the identity of "the kernel
-//! this code runs in", used to keep deferred teardown work with the kernel that owns it.
+//! One item is not a kernel symbol: [`parked_list`], the deferred-teardown list of "the
+//! kernel this code runs in" (one on Windows, one per simulated kernel).
+
+#[cfg(not(loom))]
+use super::deferred::ParkedList;
 
 #[cfg(ktimer_seam = "sim")]
 pub use kernel_sim::{
@@ -121,22 +124,33 @@ pub fn ext_set_parameters() -> EXT_SET_PARAMETERS {
 )]
 pub const KERNEL_MODE: KPROCESSOR_MODE = _MODE::KernelMode as KPROCESSOR_MODE;
 
-/// Identifies the kernel this code runs in, so that work deferred by one kernel is only
-/// ever finished by the same kernel. Any IRQL.
+/// The list of torn-down timers awaiting a PASSIVE-level flush
+/// ([`deferred`](super::deferred)) of the kernel this code runs in. Any IRQL; allocates
+/// nothing in the driver.
 ///
-/// On Windows a driver image lives in exactly one kernel: the domain is constant. The
-/// simulator runs many independent kernels in one process (one per test), each with its
-/// own pool: a storage block parked by one must never be freed through another.
-#[must_use]
-pub fn teardown_domain() -> usize {
-    #[cfg(ktimer_seam = "sim")]
-    {
-        kernel_sim::current_kernel_id()
-    }
-    #[cfg(not(ktimer_seam = "sim"))]
-    {
-        0
-    }
+/// On Windows a driver image lives in exactly one kernel: one static list. The simulator
+/// runs many independent kernels in one process (one per test), each with its own pool
+/// that is released when the kernel goes away: each kernel gets its own list (made on
+/// first use and never freed, a few bytes per simulated kernel), so no kernel ever reads or
+/// frees a block of another, even of one that no longer exists.
+#[cfg(not(ktimer_seam = "sim"))]
+pub fn parked_list() -> &'static ParkedList {
+    static PARKED: ParkedList = ParkedList::new();
+    &PARKED
+}
+
+/// See the non-simulator version above.
+#[cfg(all(ktimer_seam = "sim", not(loom)))]
+pub fn parked_list() -> &'static ParkedList {
+    use std::collections::BTreeMap;
+    use std::sync::{Mutex, PoisonError};
+
+    static LISTS: Mutex<BTreeMap<u64, &'static ParkedList>> = Mutex::new(BTreeMap::new());
+    let kernel = kernel_sim::current_kernel_id();
+    let mut lists = LISTS.lock().unwrap_or_else(PoisonError::into_inner);
+    lists
+        .entry(kernel)
+        .or_insert_with(|| std::boxed::Box::leak(std::boxed::Box::new(ParkedList::new())))
 }
 
 /// Writes one line of driver trace output.

@@ -57,6 +57,7 @@
 //!
 //! Arming, cancelling and the expiry path allocate nothing.
 
+use alloc::sync::Arc;
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomPinned;
@@ -81,6 +82,14 @@ pub trait TimerCallback: Send + Sync + 'static {
     /// ([`SpinLock::lock_at_dpc`](super::spin_lock::SpinLock::lock_at_dpc)) and cannot be
     /// turned into the `&PassiveLevel` that blocking routines need.
     fn expired(&self, irql: &DispatchLevel);
+}
+
+/// A shared callback: lets the owner keep a handle on the callback's state (counters,
+/// queues) that outlives the timer.
+impl<T: TimerCallback + ?Sized> TimerCallback for Arc<T> {
+    fn expired(&self, irql: &DispatchLevel) {
+        T::expired(self, irql);
+    }
 }
 
 /// Notification or synchronization timer (`KeInitializeTimerEx`'s `Type`).
