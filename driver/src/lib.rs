@@ -7,3 +7,8 @@ extern crate alloc;
 // the panic handler. In the real driver, wdk-alloc and wdk-panic do (see the KMDF shell).
 #[cfg(ktimer_seam = "sim")]
 extern crate std;
+
+// The Wine test binding has no wdk-alloc/wdk-panic: its allocator, panic handler and C runtime
+// symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
+#[cfg(ktimer_seam = "windows_sys")]
+extern crate ktimer_wdm_rt;

@@ -1,0 +1,138 @@
+//! How user mode finds the device: the device interface GUID and the names.
+//!
+//! The KMDF shell registers [`DEVICE_INTERFACE_GUID`] with `WdfDeviceCreateDeviceInterface`
+//! (the preferred way to find the device: `CM_Get_Device_Interface_List`) and also creates the
+//! symbolic link [`SYMBOLIC_LINK_KERNEL`] to [`DEVICE_NAME_KERNEL`], which user mode opens as
+//! [`DEVICE_PATH_USER`].
+
+/// A GUID in the field layout of the Windows `GUID` structure (`windows_sys::core::GUID`
+/// has the same fields; build one with `GUID { data1: g.data1, .. }` or
+/// `GUID::from_u128(DEVICE_INTERFACE_GUID_U128)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub struct GuidFields {
+    /// The first 8 hex digits.
+    pub data1: u32,
+    /// The next 4 hex digits.
+    pub data2: u16,
+    /// The next 4 hex digits.
+    pub data3: u16,
+    /// The last 16 hex digits, in textual order.
+    pub data4: [u8; 8],
+}
+
+impl GuidFields {
+    /// Splits the `u128` form (the GUID's text read as one big-endian number, as
+    /// `GUID::from_u128` does) into fields.
+    #[must_use]
+    pub const fn from_u128(value: u128) -> Self {
+        let b = value.to_be_bytes();
+        Self {
+            data1: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            data2: u16::from_be_bytes([b[4], b[5]]),
+            data3: u16::from_be_bytes([b[6], b[7]]),
+            data4: [b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]],
+        }
+    }
+
+    /// The inverse of [`GuidFields::from_u128`].
+    #[must_use]
+    pub const fn to_u128(self) -> u128 {
+        ((self.data1 as u128) << 96)
+            | ((self.data2 as u128) << 80)
+            | ((self.data3 as u128) << 64)
+            | (u64::from_be_bytes(self.data4) as u128)
+    }
+}
+
+/// The device interface GUID `{E7A5882E-BD5A-4A1F-8C79-BBD912892923}` as one number.
+pub const DEVICE_INTERFACE_GUID_U128: u128 = 0xE7A5_882E_BD5A_4A1F_8C79_BBD9_1289_2923;
+/// The device interface GUID in `GUID` field form.
+pub const DEVICE_INTERFACE_GUID: GuidFields = GuidFields::from_u128(DEVICE_INTERFACE_GUID_U128);
+/// The device interface GUID as text (registry/INF form, with braces).
+pub const DEVICE_INTERFACE_GUID_STR: &str = "{E7A5882E-BD5A-4A1F-8C79-BBD912892923}";
+
+/// The kernel device object name.
+pub const DEVICE_NAME_KERNEL: &str = "\\Device\\KTimer";
+/// The symbolic link the driver creates (kernel namespace).
+pub const SYMBOLIC_LINK_KERNEL: &str = "\\DosDevices\\KTimer";
+/// The path user mode passes to `CreateFileW`.
+pub const DEVICE_PATH_USER: &str = "\\\\.\\KTimer";
+
+/// [`DEVICE_NAME_KERNEL`] as UTF-16 without a terminator (for a `UNICODE_STRING`).
+pub const DEVICE_NAME_KERNEL_UTF16: [u16; DEVICE_NAME_KERNEL.len()] =
+    ascii_to_utf16(DEVICE_NAME_KERNEL);
+/// [`SYMBOLIC_LINK_KERNEL`] as UTF-16 without a terminator (for a `UNICODE_STRING`).
+pub const SYMBOLIC_LINK_KERNEL_UTF16: [u16; SYMBOLIC_LINK_KERNEL.len()] =
+    ascii_to_utf16(SYMBOLIC_LINK_KERNEL);
+/// [`DEVICE_PATH_USER`] as NUL-terminated UTF-16 (for `CreateFileW`).
+pub const DEVICE_PATH_USER_UTF16Z: [u16; DEVICE_PATH_USER.len() + 1] =
+    ascii_to_utf16(DEVICE_PATH_USER);
+
+/// Widens ASCII text to UTF-16 at compile time into an array of `N >= text.len()` code units;
+/// the rest is zero (so `N = len + 1` gives a NUL-terminated string). Only used in constant
+/// initialisers.
+///
+/// # Panics
+/// On a non-ASCII byte or an `N` shorter than the text. In a constant initialiser that is a
+/// build error, never a panic in a running program.
+#[must_use]
+pub const fn ascii_to_utf16<const N: usize>(text: &str) -> [u16; N] {
+    let bytes = text.as_bytes();
+    assert!(bytes.len() <= N, "array too short for the text");
+    let mut out = [0u16; N];
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(bytes[i].is_ascii(), "only ASCII names are supported");
+        out[i] = bytes[i] as u16;
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guid_fields_match_the_text_form() {
+        assert_eq!(DEVICE_INTERFACE_GUID.data1, 0xE7A5_882E);
+        assert_eq!(DEVICE_INTERFACE_GUID.data2, 0xBD5A);
+        assert_eq!(DEVICE_INTERFACE_GUID.data3, 0x4A1F);
+        assert_eq!(
+            DEVICE_INTERFACE_GUID.data4,
+            [0x8C, 0x79, 0xBB, 0xD9, 0x12, 0x89, 0x29, 0x23]
+        );
+        assert_eq!(DEVICE_INTERFACE_GUID.to_u128(), DEVICE_INTERFACE_GUID_U128);
+        assert_eq!(DEVICE_INTERFACE_GUID_STR.len(), 38);
+    }
+
+    #[test]
+    fn names_widen_to_utf16() {
+        let user: [u16; 11] = DEVICE_PATH_USER_UTF16Z;
+        let expected: [u16; 11] = [
+            u16::from(b'\\'),
+            u16::from(b'\\'),
+            u16::from(b'.'),
+            u16::from(b'\\'),
+            u16::from(b'K'),
+            u16::from(b'T'),
+            u16::from(b'i'),
+            u16::from(b'm'),
+            u16::from(b'e'),
+            u16::from(b'r'),
+            0,
+        ];
+        assert_eq!(user, expected);
+        assert_eq!(
+            SYMBOLIC_LINK_KERNEL_UTF16.len(),
+            "\\DosDevices\\KTimer".len()
+        );
+        assert_eq!(SYMBOLIC_LINK_KERNEL_UTF16[0], u16::from(b'\\'));
+        assert_eq!(
+            *SYMBOLIC_LINK_KERNEL_UTF16.last().unwrap_or(&0),
+            u16::from(b'r')
+        );
+        assert_eq!(DEVICE_NAME_KERNEL_UTF16[1], u16::from(b'D'));
+    }
+}
