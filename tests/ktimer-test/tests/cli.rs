@@ -19,7 +19,10 @@ fn unknown_flag_prints_usage_and_exits_2() {
     let output = run(&["--frobnicate"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("unknown argument: --frobnicate"), "{stderr}");
+    assert!(
+        stderr.contains("unknown argument: --frobnicate"),
+        "{stderr}"
+    );
     assert!(stderr.contains("usage: ktimer-test"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.stdout.is_empty());
@@ -30,7 +33,10 @@ fn unknown_scenario_prints_usage_and_exits_2() {
     let output = run(&["--sim", "--scenario", "no-such-scenario"]);
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
-    assert!(stderr.contains("unknown scenario: no-such-scenario"), "{stderr}");
+    assert!(
+        stderr.contains("unknown scenario: no-such-scenario"),
+        "{stderr}"
+    );
     assert!(stderr.contains("usage: ktimer-test"), "{stderr}");
 }
 
