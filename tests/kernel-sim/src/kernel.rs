@@ -377,6 +377,18 @@ pub fn in_callback() -> bool {
         .unwrap_or(false)
 }
 
+/// The identity of the kernel the calling thread is bound to (0 if it is not bound).
+///
+/// On Windows a driver image lives in one kernel; here many kernels share one process, so
+/// driver code that keeps process-wide state (the driver's list of timers awaiting
+/// deferred teardown) uses this to keep each kernel's state apart. Never allocates.
+#[must_use]
+pub fn current_kernel_id() -> u64 {
+    BOUND
+        .try_with(|bound| bound.borrow().as_ref().map_or(0, |kernel| kernel.id))
+        .unwrap_or(0)
+}
+
 /// The simulated processor the calling thread is, if it is one.
 #[must_use]
 pub fn current_processor() -> Option<usize> {
