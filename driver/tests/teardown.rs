@@ -61,7 +61,11 @@ fn dropping_a_timer_whose_callback_is_mid_run_waits_for_it_before_freeing() {
         position(trace, |e| matches!(e, Event::TimerCancelled { .. })).is_some()
     });
     assert_eq!(held.finished(), 0, "the callback is still mid-run");
-    assert_eq!(outstanding_test_blocks(&kernel), 1, "and its storage is alive");
+    assert_eq!(
+        outstanding_test_blocks(&kernel),
+        1,
+        "and its storage is alive"
+    );
     held.release();
     dropper.join().unwrap();
     advancer.join().unwrap();
@@ -70,7 +74,10 @@ fn dropping_a_timer_whose_callback_is_mid_run_waits_for_it_before_freeing() {
     let trace = kernel.trace();
     let finished = last_position(&trace, |e| matches!(e, Event::DpcFinished { .. })).unwrap();
     let freed = position(&trace, is_test_pool_free).unwrap();
-    assert!(finished < freed, "the storage was freed only after the callback returned");
+    assert!(
+        finished < freed,
+        "the storage was freed only after the callback returned"
+    );
     assert_eq!(outstanding_test_blocks(&kernel), 0);
     assert_clean_unload(&kernel);
 }
@@ -105,14 +112,21 @@ fn re_arming_while_the_callback_is_mid_run_fires_again_later() {
     let _ = timer.set_once(after(5));
     let advancer = advance_in_background(&kernel, ms(5));
     held.wait_until_entered();
-    assert!(!timer.set_once(after(20)), "not set: it expired, its DPC is running");
+    assert!(
+        !timer.set_once(after(20)),
+        "not set: it expired, its DPC is running"
+    );
     held.release();
     advancer.join().unwrap();
     assert_eq!(held.finished(), 1);
     kernel.advance(ms(19));
     assert_eq!(held.started(), 1);
     kernel.advance(ms(1));
-    assert_eq!((held.started(), held.finished()), (2, 2), "the new setting fired");
+    assert_eq!(
+        (held.started(), held.finished()),
+        (2, 2),
+        "the new setting fired"
+    );
     drop(timer);
     assert_clean_unload(&kernel);
 }
@@ -166,7 +180,10 @@ fn dropping_a_periodic_timer_whose_dpc_was_queued_again_while_running_is_safe() 
         matches!(e, Event::DpcStarted { .. } | Event::DpcFinished { .. })
     })
     .unwrap();
-    assert!(last_dpc < freed, "no DPC activity after the storage was freed");
+    assert!(
+        last_dpc < freed,
+        "no DPC activity after the storage was freed"
+    );
     assert_clean_unload(&kernel);
 }
 
@@ -188,7 +205,11 @@ fn after_a_passive_drop_returns_the_callback_never_runs_again() {
     assert_eq!(counter.fired(), 5);
     let trace = kernel.trace();
     assert!(position(&trace, |e| matches!(e, Event::DpcRemoved { .. })).is_some());
-    assert_eq!(Arc::strong_count(&counter), 1, "the callback was dropped with the timer");
+    assert_eq!(
+        Arc::strong_count(&counter),
+        1,
+        "the callback was dropped with the timer"
+    );
     assert_clean_unload(&kernel);
 }
 
@@ -213,11 +234,19 @@ fn a_drop_at_dispatch_level_is_deferred_until_a_passive_reclaim() {
     assert_eq!(outstanding_test_blocks(&kernel), 1, "parked, not freed");
     kernel.advance(ms(50));
     assert_eq!(counter.fired(), 3, "but stopped: cancelled and torn down");
-    assert_eq!(Arc::strong_count(&counter), 2, "the parked storage still owns the callback");
+    assert_eq!(
+        Arc::strong_count(&counter),
+        2,
+        "the parked storage still owns the callback"
+    );
 
     assert_eq!(reclaim_deferred(&passive), 1);
     assert_eq!(outstanding_test_blocks(&kernel), 0);
-    assert_eq!(Arc::strong_count(&counter), 1, "dropped at PASSIVE_LEVEL by the reclaim");
+    assert_eq!(
+        Arc::strong_count(&counter),
+        1,
+        "dropped at PASSIVE_LEVEL by the reclaim"
+    );
     assert_eq!(reclaim_deferred(&passive), 0, "nothing left");
     assert_clean_unload(&kernel);
 }
@@ -266,7 +295,11 @@ fn parked_timers_of_one_kernel_are_not_reclaimed_by_another() {
     {
         let _bound = second.enter();
         let passive = PassiveLevel::current().unwrap();
-        assert_eq!(reclaim_deferred(&passive), 0, "the other kernel's block is not ours");
+        assert_eq!(
+            reclaim_deferred(&passive),
+            0,
+            "the other kernel's block is not ours"
+        );
         assert_clean_unload(&second);
     }
     let _bound = first.enter();
@@ -310,7 +343,11 @@ fn a_callback_can_drop_its_own_timer() {
     kernel.advance(ms(10));
     assert_eq!(runs.load(Ordering::SeqCst), 1, "stopped by its own drop");
     assert_eq!(kernel.bug_check(), None);
-    assert_eq!(outstanding_test_blocks(&kernel), 1, "parked until PASSIVE_LEVEL");
+    assert_eq!(
+        outstanding_test_blocks(&kernel),
+        1,
+        "parked until PASSIVE_LEVEL"
+    );
     assert_eq!(reclaim_deferred(&PassiveLevel::current().unwrap()), 1);
     assert_clean_unload(&kernel);
 }

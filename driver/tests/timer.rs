@@ -33,12 +33,19 @@ fn a_one_shot_timer_fires_once_on_the_first_tick_at_or_after_its_due_time() {
     assert!(!timer.set_once(after(20)), "a new timer was not set");
 
     kernel.advance(ms(31));
-    assert_eq!(counter.fired(), 0, "the 15.625 ms tick is before the due time");
+    assert_eq!(
+        counter.fired(),
+        0,
+        "the 15.625 ms tick is before the due time"
+    );
     kernel.advance(std::time::Duration::from_micros(250));
     assert_eq!(counter.fired(), 1, "the 31.25 ms tick expires it");
     kernel.advance(ms(500));
     assert_eq!(counter.fired(), 1, "a one-shot timer fires once");
-    assert!(!timer.cancel(), "an expired one-shot timer is no longer set");
+    assert!(
+        !timer.cancel(),
+        "an expired one-shot timer is no longer set"
+    );
 
     drop(timer);
     assert_clean_unload(&kernel);
@@ -73,7 +80,10 @@ fn a_periodic_timer_fires_once_per_period_until_cancelled() {
     assert_eq!(counter.fired(), 1, "first expiry at the due time");
     kernel.advance(ms(90));
     assert_eq!(counter.fired(), 10, "then one per 10 ms period");
-    assert!(timer.cancel(), "a periodic timer stays set between expiries");
+    assert!(
+        timer.cancel(),
+        "a periodic timer stays set between expiries"
+    );
     kernel.advance(ms(100));
     assert_eq!(counter.fired(), 10, "no expiry after cancel");
     assert!(!timer.cancel());
@@ -89,7 +99,10 @@ fn setting_reports_whether_the_timer_was_set_and_replaces_the_old_setting() {
     let counter = Counter::new();
     let timer = Timer::new(TimerKind::Notification, Arc::clone(&counter), TAG).unwrap();
     assert!(!timer.set_once(after(10)));
-    assert!(timer.set_once(after(50)), "re-arming a set timer reports it was set");
+    assert!(
+        timer.set_once(after(50)),
+        "re-arming a set timer reports it was set"
+    );
 
     kernel.advance(ms(49));
     assert_eq!(counter.fired(), 0, "the 10 ms setting was replaced");
@@ -97,7 +110,10 @@ fn setting_reports_whether_the_timer_was_set_and_replaces_the_old_setting() {
     assert_eq!(counter.fired(), 1);
 
     assert!(!timer.set_periodic(after(5), period(5)));
-    assert!(timer.set_once(after(5)), "a periodic setting is replaced by a one-shot");
+    assert!(
+        timer.set_once(after(5)),
+        "a periodic setting is replaced by a one-shot"
+    );
     kernel.advance(ms(100));
     assert_eq!(counter.fired(), 2, "exactly one more expiry");
 
@@ -134,7 +150,10 @@ fn a_notification_timer_stays_signaled_until_set_again() {
     assert!(timer.is_signaled());
     assert_eq!(timer.wait(&passive, Some(ms(0))), WaitOutcome::Signaled);
     assert_eq!(timer.wait(&passive, None), WaitOutcome::Signaled);
-    assert!(timer.is_signaled(), "waits do not reset a notification timer");
+    assert!(
+        timer.is_signaled(),
+        "waits do not reset a notification timer"
+    );
     let _ = timer.set_once(after(3));
     assert!(!timer.is_signaled(), "setting resets it");
     assert_eq!(timer.wait(&passive, Some(ms(0))), WaitOutcome::TimedOut);
@@ -151,7 +170,11 @@ fn a_synchronization_timer_releases_one_wait_then_resets() {
     let timer = Timer::new(TimerKind::Synchronization, Arc::clone(&counter), TAG).unwrap();
     let _ = timer.set_once(after(2));
     kernel.advance(ms(2));
-    assert_eq!(counter.fired(), 1, "the DPC runs for a synchronization timer too");
+    assert_eq!(
+        counter.fired(),
+        1,
+        "the DPC runs for a synchronization timer too"
+    );
     assert!(timer.is_signaled());
     assert_eq!(timer.wait(&passive, Some(ms(0))), WaitOutcome::Signaled);
     assert!(!timer.is_signaled(), "the satisfied wait reset it");
@@ -179,7 +202,11 @@ fn a_wait_blocks_until_the_timer_expires_in_virtual_time() {
         std::thread::yield_now();
     }
     kernel.advance(ms(19));
-    assert_eq!(kernel.waiting_threads(), 1, "still waiting before the due time");
+    assert_eq!(
+        kernel.waiting_threads(),
+        1,
+        "still waiting before the due time"
+    );
     kernel.advance(ms(1));
     assert_eq!(waiter.join().unwrap(), WaitOutcome::Signaled);
     drop(timer);
@@ -249,8 +276,7 @@ fn an_absolute_due_time_follows_the_system_clock() {
     // Moving the wall clock past an absolute due time expires it at the next tick; a
     // relative timer set at the same moment is not affected.
     let relative = Counter::new();
-    let relative_timer =
-        Timer::new(TimerKind::Notification, Arc::clone(&relative), TAG).unwrap();
+    let relative_timer = Timer::new(TimerKind::Notification, Arc::clone(&relative), TAG).unwrap();
     let due = clock::system_time()
         .checked_add(Interval::from_duration(ms(1_000)).unwrap())
         .unwrap();
@@ -276,7 +302,11 @@ fn a_coalescable_timer_fires_no_earlier_than_due_and_within_its_tolerance() {
     kernel.advance(ms(29));
     assert_eq!(counter.fired(), 0, "never before the due time");
     kernel.advance(ms(101));
-    assert_eq!(counter.fired(), 1, "by the due time plus the tolerable delay");
+    assert_eq!(
+        counter.fired(),
+        1,
+        "by the due time plus the tolerable delay"
+    );
     kernel.advance(ms(1_000));
     assert_eq!(counter.fired(), 1, "one-shot");
 
@@ -306,7 +336,10 @@ fn a_failed_allocation_is_an_error_and_leaks_nothing() {
     kernel.fail_next_pool_allocations(1);
     let counter = Counter::new();
     let result = Timer::new(TimerKind::Notification, Arc::clone(&counter), TAG);
-    assert_eq!(result.err().map(|_| AllocationFailed), Some(AllocationFailed));
+    assert_eq!(
+        result.err().map(|_| AllocationFailed),
+        Some(AllocationFailed)
+    );
     assert_eq!(Arc::strong_count(&counter), 1, "the callback was dropped");
     assert_eq!(kernel.pool_stats().failed_allocations, 1);
     let timer = Timer::new(TimerKind::Notification, Arc::clone(&counter), TAG).unwrap();

@@ -10,7 +10,7 @@
 //! - the storage is freed only when the timer is out of the queue, the DPC is not queued
 //!   and no DPC is running (including one dequeued but not yet started);
 //! - after a PASSIVE-level drop returns, no callback runs again;
-//! - a drop above PASSIVE_LEVEL parks the storage and one reclaim frees it exactly once.
+//! - a drop above `PASSIVE_LEVEL` parks the storage and one reclaim frees it exactly once.
 //!
 //! Run (about a minute on two cores):
 //! `RUSTFLAGS="--cfg loom" cargo test -p ktimer --release --lib loom`
@@ -25,11 +25,19 @@ use std::vec::Vec;
 use super::deferred::{DeferredNode, ParkedList, TornDown};
 use super::pool::PoolTag;
 
+/// Whether and how the timer is in the kernel's timer queue.
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+enum Setting {
+    #[default]
+    NotSet,
+    OneShot,
+    Periodic,
+}
+
 /// The kernel's view of one timer and its DPC.
 #[derive(Default)]
 struct KernelState {
-    timer_set: bool,
-    periodic: bool,
+    setting: Setting,
     dpc_queued: bool,
     /// DPC runs dequeued by a processor and not yet returned (started or not).
     dpc_running: usize,
@@ -74,8 +82,11 @@ impl Model {
     /// `KeSetTimerEx`.
     fn arm(&self, periodic: bool) {
         let mut kernel = self.kernel.lock().unwrap();
-        kernel.timer_set = true;
-        kernel.periodic = periodic;
+        kernel.setting = if periodic {
+            Setting::Periodic
+        } else {
+            Setting::OneShot
+        };
     }
 
     /// A clock tick on one processor: the timer expires (queuing the DPC unless it is
@@ -83,8 +94,10 @@ impl Model {
     fn tick(&self) {
         {
             let mut kernel = self.kernel.lock().unwrap();
-            if kernel.timer_set {
-                kernel.timer_set = kernel.periodic;
+            if kernel.setting != Setting::NotSet {
+                if kernel.setting == Setting::OneShot {
+                    kernel.setting = Setting::NotSet;
+                }
                 kernel.dpc_queued = true;
             }
         }
@@ -120,7 +133,7 @@ impl Model {
     fn stop(&self) {
         self.storage.torn_down.tear_down();
         let mut kernel = self.kernel.lock().unwrap();
-        kernel.timer_set = false;
+        kernel.setting = Setting::NotSet;
         kernel.dpc_queued = false;
     }
 
@@ -140,8 +153,9 @@ impl Model {
     /// Frees the storage (the finisher's job), checking the kernel holds no reference.
     fn free(&self) {
         let mut kernel = self.kernel.lock().unwrap();
-        assert!(
-            !kernel.timer_set,
+        assert_eq!(
+            kernel.setting,
+            Setting::NotSet,
             "freed a timer that is still in the queue"
         );
         assert!(!kernel.dpc_queued, "freed a queued DPC");
@@ -218,9 +232,6 @@ fn loom_dispatch_drop_parks_and_one_reclaim_frees_once() {
         cpu.join().unwrap();
         assert_eq!(reclaimer.join().unwrap(), 1);
         assert_eq!(model.storage.finished.load(Ordering::Relaxed), 1);
-        assert!(
-            model.parked.take_all().is_empty(),
-            "nothing left parked"
-        );
+        assert!(model.parked.take_all().is_empty(), "nothing left parked");
     });
 }
