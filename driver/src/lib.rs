@@ -7,3 +7,10 @@ extern crate alloc;
 // the panic handler. In the real driver, wdk-alloc and wdk-panic do (see the KMDF shell).
 #[cfg(ktimer_seam = "sim")]
 extern crate std;
+
+pub mod ioctl;
+pub mod service;
+
+/// The in-process I/O manager stand-in (simulator builds only).
+#[cfg(ktimer_seam = "sim")]
+pub mod host;
