@@ -5,6 +5,8 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
+
 use kernel_sim::Config;
 use ktimer::service::ServiceConfig;
 use ktimer_abi::status::{STATUS_CANCELLED, STATUS_SUCCESS};
@@ -223,5 +225,33 @@ fn unload_with_live_timers_and_pending_waits_cancels_and_frees_everything() {
     }
     assert_eq!(rig.host.open().err(), Some(STATUS_CANCELLED));
     drop(handles);
+    rig.finish();
+}
+
+#[test]
+fn on_the_real_time_clock_a_blocking_wait_is_woken_by_the_dpc() {
+    let rig = Rig::with(
+        Config::real_time(Duration::from_millis(1)),
+        ServiceConfig::default(),
+    );
+    let handle = rig.open();
+    let id = create(&handle, schedule_once(20 * MS));
+    let wait = submit_wait(&handle, 1, 8);
+    // Generous: this checks that the DPC thread completes the wait, not how fast.
+    let done = wait
+        .wait(Some(Duration::from_secs(30)))
+        .expect("the expiry completes the wait");
+    let (_, records) = records_of(&done);
+    assert_eq!(
+        records.iter().map(|r| r.timer_id).collect::<Vec<_>>(),
+        vec![id]
+    );
+    assert!(records[0].fire_time >= records[0].due_time - TICK);
+    // A blocking wait that nothing completes returns None at its timeout.
+    let idle = submit_wait(&handle, 1, 8);
+    assert_eq!(idle.wait(Some(Duration::from_millis(10))), None);
+    idle.cancel();
+    assert_eq!(idle.wait(None).map(|d| d.status), Some(STATUS_CANCELLED));
+    drop(handle);
     rig.finish();
 }

@@ -245,7 +245,13 @@ impl<R: IoRequest> Service<R> {
         _passive: &PassiveLevel,
     ) -> Completion {
         match operation {
-            Operation::GetInfo => respond(&self.info(), output),
+            Operation::GetInfo => {
+                if file.core.state.lock().closing {
+                    Completion::failed(STATUS_CANCELLED)
+                } else {
+                    respond(&self.info(), output)
+                }
+            }
             Operation::Create(request) => self.create(file, request, output),
             Operation::Set(request) => self.set(file, request, output),
             Operation::Cancel(request) => file.core.cancel_timer(request, output),
