@@ -8,7 +8,13 @@ extern crate alloc;
 #[cfg(ktimer_seam = "sim")]
 extern crate std;
 
+// The Wine test binding has no wdk-alloc/wdk-panic: its allocator, panic handler and C runtime
+// symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
+#[cfg(ktimer_seam = "windows_sys")]
+extern crate ktimer_wdm_rt;
+
 pub mod ioctl;
+pub mod kernel;
 pub mod service;
 
 /// The in-process I/O manager stand-in (simulator builds only).

@@ -2,9 +2,8 @@
 //! changes nothing (the handle's timers, their state and the event ring are as before).
 #![cfg(ktimer_seam = "sim")]
 
-mod common;
+mod service_common;
 
-use common::*;
 use kernel_sim::Config;
 use ktimer::host::HostHandle;
 use ktimer::service::ServiceConfig;
@@ -22,6 +21,7 @@ use ktimer_abi::{
     CREATE_HIGH_RESOLUTION, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS,
     QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest, WaitRequest,
 };
+use service_common::*;
 
 /// What a request must not change: the timers' query results and the records ready.
 #[derive(Debug, PartialEq, Eq)]

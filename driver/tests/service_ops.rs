@@ -2,15 +2,15 @@
 //! counts.
 #![cfg(ktimer_seam = "sim")]
 
-mod common;
+mod service_common;
 
-use common::*;
 use ktimer::service::{DRIVER_VERSION, ServiceConfig};
 use ktimer_abi::status::{STATUS_NOT_FOUND, STATUS_SUCCESS};
 use ktimer_abi::{
     ABI_VERSION, CREATE_HIGH_RESOLUTION, SCHEDULE_ABSOLUTE, STATE_ARMED, STATE_CANCELLED,
     STATE_EXPIRED, Schedule, TIMER_TYPE_SYNCHRONIZATION,
 };
+use service_common::*;
 
 #[test]
 fn get_info_reports_versions_clock_and_limits() {

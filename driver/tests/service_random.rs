@@ -3,15 +3,15 @@
 //! (The long fuzzing campaign is issue 7's; this is the service's own smoke pass.)
 #![cfg(ktimer_seam = "sim")]
 
-mod common;
+mod service_common;
 
-use common::*;
 use ktimer::host::HostIo;
 use ktimer_abi::ioctl::{
     ALL_CODES, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
 };
 use ktimer_abi::status::{ALL_STATUSES, STATUS_PENDING};
 use ktimer_abi::{Header, MODE_PERIODIC, SetRequest};
+use service_common::*;
 
 struct XorShift(u64);
 

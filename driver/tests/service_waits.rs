@@ -2,9 +2,9 @@
 //! completed by handle close and unload.
 #![cfg(ktimer_seam = "sim")]
 
-mod common;
+mod service_common;
 
-use common::*;
+use service_common::*;
 use std::time::Duration;
 
 use kernel_sim::Config;

@@ -1,248 +1,159 @@
-//! Shared rig for the service tests: a virtual-time simulated kernel, the service loaded on
-//! it through the in-process host, typed IOCTL helpers, and the end-of-test verifier checks.
-
+//! Helpers shared by the simulator tests of the safe kernel layer.
 #![allow(
     dead_code,
-    reason = "each test file uses a different subset of the helpers"
+    reason = "each test binary uses a different subset of the helpers"
 )]
 
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use kernel_sim::{Config, Kernel};
-use ktimer::host::{Host, HostCompletion, HostHandle, HostIo};
-use ktimer::service::ServiceConfig;
-use ktimer_abi::codec::{WaitBatch, wait_response_len};
-use ktimer_abi::ioctl::{
-    IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
-    IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
-};
-use ktimer_abi::status::{NtStatus, STATUS_SUCCESS};
-use ktimer_abi::{
-    ArmResponse, CreateRequest, CreateResponse, Decode, Encode, ExpiryRecord, Header, InfoResponse,
-    MODE_ONE_SHOT, MODE_PERIODIC, QueryResponse, Schedule, SetRequest, TIMER_TYPE_NOTIFICATION,
-    TimerRequest, WaitRequest, WaitResponse,
-};
+use kernel_sim::{Config, Event, Kernel, TraceEvent};
+use ktimer::kernel::irql::{self, DispatchLevel, PassiveLevel};
+use ktimer::kernel::pool::PoolTag;
+use ktimer::kernel::timer::TimerCallback;
 
-/// 100 ns units per millisecond.
-pub const MS: i64 = 10_000;
-/// The default simulated clock tick (15.625 ms).
-pub const TICK: i64 = 156_250;
+/// The pool tag every test timer uses.
+pub const TAG: PoolTag = PoolTag::new(*b"KtmT");
 
-/// A kernel, the service on it, and the checks every test ends with.
-pub struct Rig {
-    pub kernel: Kernel,
-    pub host: Host,
-}
-
-impl Rig {
-    /// Default kernel (2 processors, 15.625 ms tick, virtual clock) and service limits.
-    pub fn new() -> Self {
-        Self::with(Config::default(), ServiceConfig::default())
-    }
-
-    /// A 1 ms tick, so due times in whole milliseconds expire exactly on time.
-    pub fn fine() -> Self {
-        Self::with(
-            Config {
-                time_increment: 10_000,
-                ..Config::default()
-            },
-            ServiceConfig::default(),
-        )
-    }
-
-    pub fn with(kernel_config: Config, service_config: ServiceConfig) -> Self {
-        let kernel = Kernel::new(kernel_config);
-        let host = Host::load(&kernel, service_config).expect("the service loads");
-        Self { kernel, host }
-    }
-
-    pub fn open(&self) -> HostHandle {
-        self.host.open().expect("a handle opens")
-    }
-
-    pub fn advance_ms(&self, ms: u64) {
-        self.kernel.advance(Duration::from_millis(ms));
-    }
-
-    /// Interrupt time now, 100 ns units.
-    pub fn now(&self) -> i64 {
-        i64::try_from(self.kernel.interrupt_time()).unwrap()
-    }
-
-    /// Unloads the service and runs the verifier's unload pass: no bug check, no pool left.
-    pub fn finish(self) {
-        self.host.unload();
-        assert_eq!(
-            self.kernel.bug_check(),
-            None,
-            "no bug check during the test"
-        );
-        assert_eq!(
-            self.kernel.unload(),
-            Ok(()),
-            "the unload verifier finds nothing"
-        );
-        let pool = self.kernel.pool_stats();
-        assert_eq!(pool.outstanding_allocations, 0, "no pool left: {pool:?}");
-        assert_eq!(self.host.open_handle_count(), 0);
-    }
-}
-
-pub fn encode<T: Encode>(message: &T) -> Vec<u8> {
-    let mut out = vec![0u8; 256];
-    let len = message.encode(&mut out).unwrap();
-    out.truncate(len);
-    out
-}
-
-pub fn schedule_once(due: i64) -> Schedule {
-    Schedule {
-        mode: MODE_ONE_SHOT,
-        flags: 0,
-        due_time: due,
-        period_ms: 0,
-        tolerable_delay_ms: 0,
-    }
-}
-
-pub fn schedule_periodic(due: i64, period_ms: i32) -> Schedule {
-    Schedule {
-        mode: MODE_PERIODIC,
-        flags: 0,
-        due_time: due,
-        period_ms,
-        tolerable_delay_ms: 0,
-    }
-}
-
-pub fn create_request(schedule: Schedule) -> CreateRequest {
-    CreateRequest {
-        header: Header::of::<CreateRequest>(),
-        timer_type: TIMER_TYPE_NOTIFICATION,
-        flags: 0,
-        schedule,
-    }
-}
-
-pub fn timer_request(timer_id: u64) -> TimerRequest {
-    TimerRequest {
-        header: Header::of::<TimerRequest>(),
-        timer_id,
-    }
-}
-
-/// Sends raw bytes; returns the status and the output.
-pub fn raw(handle: &HostHandle, code: u32, input: &[u8], output_len: usize) -> HostCompletion {
-    handle
-        .submit(code, input, output_len)
-        .result()
-        .expect("completes at once")
-}
-
-pub fn create_with(handle: &HostHandle, request: &CreateRequest) -> Result<u64, NtStatus> {
-    let done = raw(handle, IOCTL_KTIMER_CREATE, &encode(request), 16);
-    if done.status != STATUS_SUCCESS {
-        return Err(done.status);
-    }
-    Ok(CreateResponse::decode(&done.output).unwrap().timer_id)
-}
-
-pub fn create(handle: &HostHandle, schedule: Schedule) -> u64 {
-    create_with(handle, &create_request(schedule)).expect("create succeeds")
-}
-
-pub fn set(handle: &HostHandle, timer_id: u64, schedule: Schedule) -> Result<bool, NtStatus> {
-    let request = SetRequest {
-        header: Header::of::<SetRequest>(),
-        timer_id,
-        schedule,
-    };
-    let done = raw(handle, IOCTL_KTIMER_SET, &encode(&request), 16);
-    if done.status != STATUS_SUCCESS {
-        return Err(done.status);
-    }
-    Ok(ArmResponse::decode(&done.output).unwrap().was_armed == 1)
-}
-
-pub fn cancel(handle: &HostHandle, timer_id: u64) -> Result<bool, NtStatus> {
-    let done = raw(
-        handle,
-        IOCTL_KTIMER_CANCEL,
-        &encode(&timer_request(timer_id)),
-        16,
-    );
-    if done.status != STATUS_SUCCESS {
-        return Err(done.status);
-    }
-    Ok(ArmResponse::decode(&done.output).unwrap().was_armed == 1)
-}
-
-pub fn query(handle: &HostHandle, timer_id: u64) -> Result<QueryResponse, NtStatus> {
-    let done = raw(
-        handle,
-        IOCTL_KTIMER_QUERY,
-        &encode(&timer_request(timer_id)),
-        104,
-    );
-    if done.status != STATUS_SUCCESS {
-        return Err(done.status);
-    }
-    Ok(QueryResponse::decode(&done.output).unwrap())
-}
-
-pub fn close_timer(handle: &HostHandle, timer_id: u64) -> Result<(), NtStatus> {
-    let done = raw(
-        handle,
-        IOCTL_KTIMER_CLOSE,
-        &encode(&timer_request(timer_id)),
-        0,
-    );
-    if done.status == STATUS_SUCCESS {
-        Ok(())
-    } else {
-        Err(done.status)
-    }
-}
-
-pub fn info(handle: &HostHandle) -> InfoResponse {
-    let done = raw(handle, IOCTL_KTIMER_GET_INFO, &[], 72);
-    assert_eq!(done.status, STATUS_SUCCESS);
-    InfoResponse::decode(&done.output).unwrap()
-}
-
-pub fn wait_request(min_records: u32) -> Vec<u8> {
-    encode(&WaitRequest {
-        header: Header::of::<WaitRequest>(),
-        min_records,
-        reserved: 0,
+/// A kernel whose clock ticks every `tick_ms` milliseconds (virtual time).
+pub fn kernel_with_tick_ms(tick_ms: u32) -> Kernel {
+    Kernel::new(Config {
+        time_increment: tick_ms * 10_000,
+        ..Config::default()
     })
 }
 
-/// Submits a wait for at least `min_records`, with room for `capacity` records.
-pub fn submit_wait(handle: &HostHandle, min_records: u32, capacity: usize) -> HostIo {
-    handle.submit(
-        IOCTL_KTIMER_WAIT,
-        &wait_request(min_records),
-        wait_response_len(capacity).unwrap(),
-    )
+/// Milliseconds as a `Duration`.
+pub const fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
 }
 
-/// The records of a successful wait completion.
-pub fn records_of(done: &HostCompletion) -> (WaitResponse, Vec<ExpiryRecord>) {
-    assert_eq!(
-        done.status,
-        STATUS_SUCCESS,
-        "wait failed: {:#x}",
-        done.status.cast_unsigned()
-    );
-    let batch = WaitBatch::decode(&done.output).unwrap();
-    (batch.response, batch.records().collect())
+/// Counts expiries and records the IRQL the callback ran at.
+#[derive(Debug, Default)]
+pub struct Counter {
+    fired: AtomicU32,
+    irql: AtomicU8,
+    passive_token_available: AtomicBool,
 }
 
-/// Everything that is ready now (a wait for one record that must complete at once).
-pub fn drain(handle: &HostHandle, capacity: usize) -> (WaitResponse, Vec<ExpiryRecord>) {
-    let io = submit_wait(handle, 1, capacity);
-    let done = io.result().expect("records were ready");
-    records_of(&done)
+impl Counter {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn fired(&self) -> u32 {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The IRQL seen by the last run.
+    pub fn last_irql(&self) -> u8 {
+        self.irql.load(Ordering::SeqCst)
+    }
+
+    /// Whether the last run could mint a `PassiveLevel` token.
+    pub fn passive_token_was_available(&self) -> bool {
+        self.passive_token_available.load(Ordering::SeqCst)
+    }
+}
+
+impl TimerCallback for Counter {
+    fn expired(&self, _irql: &DispatchLevel) {
+        self.irql.store(irql::current_irql(), Ordering::SeqCst);
+        self.passive_token_available
+            .store(PassiveLevel::current().is_some(), Ordering::SeqCst);
+        self.fired.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A callback whose first run blocks until the test releases it, so a test can act while
+/// the DPC is mid-run. Later runs pass straight through.
+#[derive(Debug, Default)]
+pub struct Held {
+    state: Mutex<HeldState>,
+    changed: Condvar,
+    started: AtomicU32,
+    finished: AtomicU32,
+}
+
+#[derive(Debug, Default)]
+struct HeldState {
+    entered: bool,
+    released: bool,
+}
+
+impl Held {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Blocks the test until the first run is inside the callback.
+    pub fn wait_until_entered(&self) {
+        let mut state = self.state.lock().unwrap();
+        while !state.entered {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    /// Lets the first run return.
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+
+    pub fn started(&self) -> u32 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub fn finished(&self) -> u32 {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
+
+impl TimerCallback for Held {
+    fn expired(&self, _irql: &DispatchLevel) {
+        let run = self.started.fetch_add(1, Ordering::SeqCst);
+        if run == 0 {
+            let mut state = self.state.lock().unwrap();
+            state.entered = true;
+            self.changed.notify_all();
+            while !state.released {
+                state = self.changed.wait(state).unwrap();
+            }
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits (yielding, no clock involved) until the kernel's trace satisfies `condition`.
+pub fn wait_for_trace(kernel: &Kernel, condition: impl Fn(&[TraceEvent]) -> bool) {
+    while !condition(&kernel.trace()) {
+        std::thread::yield_now();
+    }
+}
+
+/// Index of the first trace event matching `predicate`.
+pub fn position(trace: &[TraceEvent], predicate: impl Fn(&Event) -> bool) -> Option<usize> {
+    trace.iter().position(|event| predicate(&event.event))
+}
+
+/// Index of the last trace event matching `predicate`.
+pub fn last_position(trace: &[TraceEvent], predicate: impl Fn(&Event) -> bool) -> Option<usize> {
+    trace.iter().rposition(|event| predicate(&event.event))
+}
+
+/// Outstanding pool blocks with the test tag.
+pub fn outstanding_test_blocks(kernel: &Kernel) -> usize {
+    kernel
+        .pool_by_tag()
+        .iter()
+        .filter(|usage| usage.tag == TAG.as_u32())
+        .map(|usage| usage.allocations)
+        .sum()
+}
+
+/// Asserts the kernel never bug-checked and the driver left no pool behind.
+pub fn assert_clean_unload(kernel: &Kernel) {
+    assert_eq!(kernel.bug_check(), None);
+    assert_eq!(kernel.unload(), Ok(()));
 }

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Runs ktimer's timer core for real under Wine (docs/WINE.md): builds the WDM test front end
+# (tests/wine/wdm, a .sys linked with rust-lld, no WDK) and ktimer-test.exe (mingw-w64),
+# loads the driver as a kernel service in a throwaway Wine prefix, runs the app's scenarios
+# against it through CreateFileW/DeviceIoControl, then stops and unloads the driver.
+#
+# Usage: bash tests/wine/run.sh [--keep-prefix] [-- <extra ktimer-test arguments>]
+#
+# Exit status 0 only if the driver started, every scenario the app ran either passed or was
+# reported as skipped with a reason (never counted as passed), and the driver stopped.
+# Installs what it needs on a Debian-like machine (apt-get, rustup); steps already satisfied
+# are skipped. Everything it writes goes under the repository's target/wine/ (gitignored):
+# the cargo target dir (kept, so re-runs are fast) and one directory per run with its logs
+# and report (the Wine prefix in it is deleted at exit unless --keep-prefix).
+set -euo pipefail
+
+readonly REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+readonly RIG=$REPO/tests/wine
+readonly CARGO_TARGET=$REPO/target/wine/cargo
+readonly RUN_DIR=$REPO/target/wine/runs/$(date -u +%Y%m%dT%H%M%SZ)-$$
+readonly KERNEL_TARGET=x86_64-pc-windows-msvc
+readonly USER_TARGET=x86_64-pc-windows-gnu
+readonly SERVICE=ktimer
+readonly PACKAGES=(wine wine64 libwine gcc-mingw-w64-x86-64)
+# Wine's own bcryptprimitives.dll, if this Wine has one (Wine 8.0 does not).
+readonly WINE_DLL_DIR=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows
+# Upper bound for the Wine session (driver start, all scenarios, stop).
+readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-420}
+
+keep_prefix=0
+app_arguments=()
+while (($#)); do
+    case $1 in
+    --keep-prefix) keep_prefix=1 ;;
+    --) shift; app_arguments=("$@"); break ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+started=$SECONDS
+say() { printf '[wine-rig +%3ds] %s\n' $((SECONDS - started)) "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+mkdir -p "$RUN_DIR"
+say "run directory: $RUN_DIR"
+
+# --- 1. host packages ------------------------------------------------------------------
+missing=()
+for package in "${PACKAGES[@]}"; do
+    [[ $(dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null) == installed ]] \
+        || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null || fail "needs apt-get to install: ${missing[*]}"
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    say "installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" apt-get update >"$RUN_DIR/apt.log" 2>&1
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${PACKAGES[@]}" >>"$RUN_DIR/apt.log" 2>&1 \
+        || fail "apt-get install failed (see $RUN_DIR/apt.log)"
+fi
+installed_targets=$(rustup target list --installed)
+for target in "$KERNEL_TARGET" "$USER_TARGET"; do
+    grep -qx "$target" <<<"$installed_targets" || { say "rustup target add $target"; rustup target add "$target"; }
+done
+
+# --- 2. build ------------------------------------------------------------------------------
+# One package per cargo invocation: the driver's seam features (wdm-windows-sys for the
+# front end, sim for the app's in-process backend) must not be unified.
+cargo_build() {
+    CARGO_TARGET_DIR=$CARGO_TARGET cargo --config "$RIG/kernel-build.toml" build \
+        --locked --release --manifest-path "$REPO/Cargo.toml" "$@"
+}
+say "building the driver (ktimer-wdm, $KERNEL_TARGET) and ktimer-test ($USER_TARGET)"
+cargo_build -p ktimer-wdm --target "$KERNEL_TARGET" >"$RUN_DIR/build.log" 2>&1 \
+    || { tail -n 40 "$RUN_DIR/build.log"; fail "driver build failed"; }
+cargo_build -p ktimer-test --target "$USER_TARGET" >>"$RUN_DIR/build.log" 2>&1 \
+    || { tail -n 40 "$RUN_DIR/build.log"; fail "ktimer-test build failed"; }
+driver_image=$CARGO_TARGET/$KERNEL_TARGET/release/ktimer_wdm.dll
+app_image=$CARGO_TARGET/$USER_TARGET/release/ktimer-test.exe
+
+# Rust std (1.78+) imports ProcessPrng from bcryptprimitives.dll, which Wine 8 lacks.
+prng_stand_in=
+if x86_64-w64-mingw32-objdump -p "$app_image" | grep -qi 'DLL Name: bcryptprimitives.dll' \
+    && [[ ! -e $WINE_DLL_DIR/bcryptprimitives.dll ]]; then
+    prng_stand_in=$RUN_DIR/bcryptprimitives.dll
+    x86_64-w64-mingw32-gcc -shared -O2 -Wall -o "$prng_stand_in" \
+        "$RIG/prng/bcryptprimitives.c" "$RIG/prng/bcryptprimitives.def" -ladvapi32
+    say "built the ProcessPrng stand-in (this Wine has no bcryptprimitives.dll)"
+fi
+
+# --- 3. a throwaway Wine prefix ---------------------------------------------------------------
+unset DISPLAY WAYLAND_DISPLAY
+export WINEPREFIX=$RUN_DIR/prefix WINEARCH=win64 WINEDLLOVERRIDES="mscoree,mshtml="
+export WINEDEBUG=${WINEDEBUG:--all}
+cleanup() {
+    wineserver -k >/dev/null 2>&1 || true
+    if ((keep_prefix)); then say "kept the Wine prefix: $WINEPREFIX"; else rm -rf "$WINEPREFIX"; fi
+}
+trap cleanup EXIT
+say "creating the Wine prefix ($(wine --version 2>/dev/null))"
+wine wineboot -i >"$RUN_DIR/wineboot.log" 2>&1 || fail "wineboot failed (see $RUN_DIR/wineboot.log)"
+wineserver -w
+
+drive_c=$WINEPREFIX/drive_c
+mkdir -p "$drive_c/ktimer"
+cp "$driver_image" "$drive_c/windows/system32/drivers/$SERVICE.sys"
+cp "$app_image" "$drive_c/ktimer/ktimer-test.exe"
+[[ -z $prng_stand_in ]] || cp "$prng_stand_in" "$drive_c/ktimer/"
+wine sc create "$SERVICE" type= kernel start= demand \
+    binPath= "C:\\windows\\system32\\drivers\\$SERVICE.sys" >"$RUN_DIR/sc-create.log" 2>&1 \
+    || fail "sc create failed (see $RUN_DIR/sc-create.log)"
+wineserver -w
+
+# --- 4. one Wine session: start the driver, run the app, stop the driver ----------------------
+# Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
+# process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
+app_command="C:\\ktimer\\ktimer-test.exe"
+for argument in "${app_arguments[@]}"; do app_command+=" $argument"; done
+printf '%s\r\n' \
+    '@echo off' \
+    "sc start $SERVICE >NUL" \
+    'echo KTIMER-RIG driver-start %ERRORLEVEL%' \
+    "$app_command" \
+    'echo KTIMER-RIG app-exit %ERRORLEVEL%' \
+    "sc stop $SERVICE >NUL" \
+    'echo KTIMER-RIG driver-stop %ERRORLEVEL%' \
+    "sc query $SERVICE" \
+    >"$drive_c/ktimer/session.bat"
+say "Wine session: sc start $SERVICE; $app_command; sc stop $SERVICE"
+session_status=0
+timeout "$SESSION_TIMEOUT_SECONDS" wine cmd /c 'C:\ktimer\session.bat' 2>"$RUN_DIR/wine-stderr.log" \
+    | tr -d '\r' | tee "$RUN_DIR/session.log" || session_status=$?
+wineserver -w
+
+# --- 5. verdict -------------------------------------------------------------------------------
+marker() { sed -n "s/^KTIMER-RIG $1 //p" "$RUN_DIR/session.log" | tail -n 1; }
+((session_status == 0)) || fail "the Wine session ended with status $session_status (124: timed out)"
+[[ $(marker driver-start) == 0 ]] || fail "the driver did not start (see $RUN_DIR/wine-stderr.log)"
+app_exit=$(marker app-exit)
+[[ -n $app_exit ]] || fail "ktimer-test did not run to the end"
+[[ $(marker driver-stop) == 0 ]] \
+    || fail "the driver did not stop cleanly (its host may have died: see $RUN_DIR/wine-stderr.log)"
+grep -Eq 'STATE +: +1 +STOPPED' "$RUN_DIR/session.log" || fail "the driver is not STOPPED after sc stop"
+[[ $app_exit == 0 ]] || fail "ktimer-test exited with $app_exit (a scenario failed)"
+say "PASS: driver loaded, scenarios passed or were skipped with a reason, driver unloaded ($((SECONDS - started)) s)"

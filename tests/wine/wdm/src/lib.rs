@@ -1,0 +1,20 @@
+//! ktimer's WDM front end: a test vehicle that loads the driver's portable core (timer
+//! service, IOCTL dispatch entry, safe kernel layer on the `windows_sys` seam binding) into
+//! Wine, which implements the NT kernel API but has no KMDF. It is deliberately thin — the
+//! product is the KMDF driver; this crate only turns IRPs into calls of the same dispatch
+//! entry the KMDF shell uses. See docs/WINE.md and tests/wine/run.sh.
+//!
+//! Off Windows the crate is empty (it is a workspace member so that fmt and clippy cover it).
+#![cfg_attr(windows, no_std)]
+
+#[cfg(windows)]
+mod driver_entry;
+#[cfg(windows)]
+mod irp;
+#[cfg(windows)]
+mod unicode;
+
+// The portable core, and through it (feature `wdm-windows-sys`) the kernel-image runtime:
+// allocator, panic handler, C runtime symbols (tests/wine/rt).
+#[cfg(windows)]
+extern crate ktimer;
