@@ -10,10 +10,16 @@
 //! Allocation happens only at `PASSIVE_LEVEL`: when the service is created, when a handle is
 //! opened (id table, ring, wait list, all at their limits) and when a timer is created (its
 //! kernel storage). The expiry path (`DISPATCH_LEVEL`) allocates nothing: it updates the
-//! timer's statistics, pushes one record into the ring and completes satisfied waits.
+//! timer's statistics, pushes one record into the ring and completes satisfied waits
+//! (`driver/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
+//! `STATUS_INSUFFICIENT_RESOURCES`, except the handle's small shared core (`Arc::new`: stable
+//! Rust has no fallible `Arc` allocation), whose failure would reach the global allocator's
+//! error handler.
 //!
 //! Locks: the registry lock and a handle's lock are never held together, and nothing is
-//! completed or dropped-with-flush while a lock is held.
+//! completed while a lock is held. A timer dropped under a handle's lock (cleanup) is only
+//! stopped there; the safe kernel layer defers its flush and free to `reclaim_deferred`, which
+//! cleanup and unload call at `PASSIVE_LEVEL` after releasing the lock.
 
 pub mod armed;
 pub mod ids;
