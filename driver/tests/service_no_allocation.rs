@@ -77,7 +77,11 @@ fn expiries_and_the_waits_they_complete_allocate_nothing() {
         .map(|wait| records_of(&wait.result().unwrap()).1.len())
         .sum();
     assert_eq!(delivered, 16 * 64);
-    assert_eq!(query(&handle, ids[0]).unwrap().expirations, 55, "1 ms period, 55 ms elapsed");
+    assert_eq!(
+        query(&handle, ids[0]).unwrap().expirations,
+        55,
+        "1 ms period, 55 ms elapsed"
+    );
     assert_eq!(allocated, 0, "the expiry path allocated");
     assert_eq!(
         rig.kernel.pool_stats().allocations,
