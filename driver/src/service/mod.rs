@@ -627,7 +627,7 @@ impl<R: IoRequest> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let now =
             i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
-        {
+        let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
             let state = &mut *guard;
             if state.closing {
@@ -664,8 +664,12 @@ impl<R: IoRequest> HandleCore<R> {
                 expirations: u32::try_from(run.covered).unwrap_or(u32::MAX),
                 reserved: 0,
             });
+            !state.waits.is_empty()
+        };
+        // Without parked waits there is nothing to complete: no second lock.
+        if waiters {
+            self.complete_ready_waits(irql);
         }
-        self.complete_ready_waits(irql);
     }
 
     /// Completes, oldest first, every parked wait the ring's records satisfy: claim, fill,
