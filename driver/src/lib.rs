@@ -12,3 +12,7 @@ extern crate std;
 // symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
 #[cfg(ktimer_seam = "windows_sys")]
 extern crate ktimer_wdm_rt;
+
+// The KMDF shell: DriverEntry and the framework callbacks (Windows, wdk binding only).
+#[cfg(ktimer_seam = "wdk")]
+mod kmdf;
