@@ -1,0 +1,244 @@
+//! Command-line parsing. Hand-written: a handful of flags, and the exact behaviour on bad
+//! input (usage + exit code 2, never a panic) is part of the app's contract.
+
+use std::fmt;
+
+/// Exit code: every selected scenario passed.
+pub const EXIT_PASSED: u8 = 0;
+/// Exit code: at least one scenario failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad command line (unknown flag or scenario name).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: no ktimer device (driver not installed / not started).
+pub const EXIT_NO_DEVICE: u8 = 3;
+/// Exit code: the device exists but could not be used (e.g. access denied).
+pub const EXIT_DEVICE_ERROR: u8 = 4;
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print the usage text and exit 0.
+    Help,
+    /// Print the scenario names and exit 0.
+    List,
+    /// Run scenarios.
+    Run(RunOptions),
+}
+
+/// Options of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Use the in-process simulator instead of the real device.
+    pub sim: bool,
+    /// Print the report as JSON instead of tables.
+    pub json: bool,
+    /// Suppress the progress line on stderr.
+    pub quiet: bool,
+    /// Scenarios to run, in the order given; empty = all.
+    pub scenarios: Vec<String>,
+    /// Scenarios not to run, each with the reason it cannot hold on this backend (for
+    /// example under Wine); reported as skipped, never as passed.
+    pub skips: Vec<(String, String)>,
+}
+
+/// A command-line error: reported with the usage text, exit code 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The usage text.
+#[must_use]
+pub fn usage() -> String {
+    "\
+usage: ktimer-test [--sim] [--json] [--quiet] [--scenario NAME]... [--skip NAME=REASON]...
+       ktimer-test --list
+       ktimer-test --help
+
+Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
+
+  --sim            run against the driver's timer service in-process on the kernel
+                   simulator (real-time clock) instead of the installed device
+  --json           print the report as JSON on stdout
+  --quiet          no progress line on stderr
+  --scenario NAME  run only this scenario (repeatable; see --list)
+  --skip NAME=REASON
+                   do not run this scenario: report it as skipped, with the reason it
+                   cannot hold on this backend (repeatable; never counted as passed)
+  --list           list the scenarios and exit
+  --help           this text
+
+exit codes: 0 all passed, 1 a scenario failed, 2 bad command line,
+            3 no ktimer device, 4 the device could not be opened
+"
+    .to_owned()
+}
+
+/// Parses the arguments after the program name. `known` are the valid scenario names.
+///
+/// # Errors
+/// [`UsageError`] for an unknown flag, a missing value or an unknown scenario name.
+pub fn parse<I, S>(args: I, known: &[&str]) -> Result<Command, UsageError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString>,
+{
+    let mut options = RunOptions::default();
+    let mut list = false;
+    let mut args = args.into_iter().map(Into::into);
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str().map(str::to_owned) else {
+            return Err(UsageError(format!(
+                "argument is not valid Unicode: {}",
+                arg.display()
+            )));
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--list" => list = true,
+            "--sim" => options.sim = true,
+            "--json" => options.json = true,
+            "--quiet" | "-q" => options.quiet = true,
+            "--scenario" | "-s" => {
+                let name = args
+                    .next()
+                    .and_then(|value| value.to_str().map(str::to_owned))
+                    .ok_or_else(|| UsageError(format!("{arg} needs a scenario name")))?;
+                options.scenarios.push(name);
+            }
+            "--skip" => {
+                let value = args
+                    .next()
+                    .and_then(|value| value.to_str().map(str::to_owned))
+                    .ok_or_else(|| UsageError("--skip needs NAME=REASON".to_owned()))?;
+                options.skips.push(skip(&value)?);
+            }
+            other => {
+                if let Some(value) = other.strip_prefix("--skip=") {
+                    options.skips.push(skip(value)?);
+                } else if let Some(name) = other.strip_prefix("--scenario=") {
+                    options.scenarios.push(name.to_owned());
+                } else {
+                    return Err(UsageError(format!("unknown argument: {other}")));
+                }
+            }
+        }
+    }
+    for name in options
+        .scenarios
+        .iter()
+        .chain(options.skips.iter().map(|(name, _)| name))
+    {
+        if !known.contains(&name.as_str()) {
+            return Err(UsageError(format!(
+                "unknown scenario: {name} (ktimer-test --list shows the names)"
+            )));
+        }
+    }
+    if list {
+        return Ok(Command::List);
+    }
+    Ok(Command::Run(options))
+}
+
+/// Splits a `--skip` value into the scenario name and a non-empty reason.
+fn skip(value: &str) -> Result<(String, String), UsageError> {
+    match value.split_once('=') {
+        Some((name, reason)) if !name.is_empty() && !reason.trim().is_empty() => {
+            Ok((name.to_owned(), reason.trim().to_owned()))
+        }
+        _ => Err(UsageError(format!(
+            "--skip needs NAME=REASON with a reason, got: {value}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KNOWN: &[&str] = &["handshake", "one-shot-relative"];
+
+    fn run(args: &[&str]) -> Result<Command, UsageError> {
+        parse(args.iter().copied(), KNOWN)
+    }
+
+    #[test]
+    fn no_arguments_runs_everything_on_the_device() {
+        assert_eq!(run(&[]), Ok(Command::Run(RunOptions::default())));
+    }
+
+    #[test]
+    fn flags_and_repeated_scenarios() {
+        let parsed = run(&[
+            "--sim",
+            "--json",
+            "-q",
+            "--scenario",
+            "one-shot-relative",
+            "--scenario=handshake",
+        ]);
+        assert_eq!(
+            parsed,
+            Ok(Command::Run(RunOptions {
+                sim: true,
+                json: true,
+                quiet: true,
+                scenarios: vec!["one-shot-relative".into(), "handshake".into()],
+                skips: Vec::new(),
+            }))
+        );
+    }
+
+    #[test]
+    fn skips_carry_their_reasons_and_need_one() {
+        assert_eq!(
+            run(&[
+                "--skip",
+                "handshake=not here",
+                "--skip=one-shot-relative=a = b"
+            ]),
+            Ok(Command::Run(RunOptions {
+                skips: vec![
+                    ("handshake".into(), "not here".into()),
+                    ("one-shot-relative".into(), "a = b".into()),
+                ],
+                ..RunOptions::default()
+            }))
+        );
+        assert!(run(&["--skip", "handshake"]).is_err());
+        assert!(run(&["--skip", "handshake= "]).is_err());
+        assert!(run(&["--skip"]).is_err());
+        let error = run(&["--skip", "nope=why"]).expect_err("unknown scenario");
+        assert!(error.0.contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn list_and_help() {
+        assert_eq!(run(&["--list"]), Ok(Command::List));
+        assert_eq!(run(&["--sim", "--help"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn unknown_flag_is_a_usage_error() {
+        let error = run(&["--simulate"]).expect_err("unknown flag");
+        assert!(error.0.contains("--simulate"), "{error}");
+    }
+
+    #[test]
+    fn unknown_scenario_is_a_usage_error() {
+        let error = run(&["--scenario", "nope"]).expect_err("unknown scenario");
+        assert!(error.0.contains("nope"), "{error}");
+        // Also when only listing: a wrong name is a mistake worth reporting.
+        assert!(run(&["--list", "--scenario=nope"]).is_err());
+    }
+
+    #[test]
+    fn scenario_without_a_name_is_a_usage_error() {
+        assert!(run(&["--scenario"]).is_err());
+    }
+}

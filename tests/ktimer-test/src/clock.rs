@@ -1,0 +1,131 @@
+//! The clock the scenarios run against. "Let time pass" is the only thing a scenario does
+//! with time, so one scenario body serves a real device (sleep), the simulator on its
+//! real-time clock (sleep), and the simulator on its virtual clock in `cargo test` (advance
+//! the clock deterministically, no sleeping).
+
+use std::time::{Duration, Instant};
+
+use crate::device::{Completion, PendingRequest};
+
+/// Device time, as seen by a scenario.
+pub trait Clock {
+    /// Lets `duration` of device time pass.
+    fn let_pass(&self, duration: Duration);
+
+    /// Whether time only moves when [`Clock::let_pass`] is called (virtual time).
+    fn is_virtual(&self) -> bool;
+
+    /// The current system time in 100 ns units since 1601-01-01 (the base of absolute due
+    /// times), on the device's clock.
+    fn system_time(&self) -> i64;
+
+    /// Waits up to `limit` of device time for `request` to complete.
+    ///
+    /// Virtual time advances in `step`s until the request completes or `limit` has passed;
+    /// real time simply blocks on the request.
+    fn wait_for(
+        &self,
+        request: &mut dyn PendingRequest,
+        limit: Duration,
+        step: Duration,
+    ) -> Option<Completion> {
+        if !self.is_virtual() {
+            return request.wait(limit);
+        }
+        let step = step.max(Duration::from_micros(100));
+        let mut waited = Duration::ZERO;
+        loop {
+            if let Some(done) = request.wait(Duration::ZERO) {
+                return Some(done);
+            }
+            if waited >= limit {
+                return None;
+            }
+            self.let_pass(step);
+            waited += step;
+        }
+    }
+}
+
+/// Wall-clock time for a real device: sleeping lets time pass.
+#[derive(Debug)]
+pub struct RealClock {
+    started: Instant,
+    started_system_time: i64,
+}
+
+impl RealClock {
+    /// A real clock anchored at the host's current system time.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            started_system_time: host_system_time(),
+        }
+    }
+}
+
+impl Default for RealClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for RealClock {
+    fn let_pass(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+
+    fn is_virtual(&self) -> bool {
+        false
+    }
+
+    fn system_time(&self) -> i64 {
+        // Monotonic from the anchor, so absolute due times do not jump with NTP steps
+        // made while the run is in progress.
+        self.started_system_time
+            .saturating_add(units_100ns(self.started.elapsed()))
+    }
+}
+
+/// 100 ns units between 1601-01-01 and the Unix epoch.
+const UNIX_EPOCH_AS_SYSTEM_TIME: i64 = 116_444_736_000_000_000;
+
+/// The host's system time in Windows' format (100 ns since 1601-01-01).
+#[must_use]
+pub fn host_system_time() -> i64 {
+    let since_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    UNIX_EPOCH_AS_SYSTEM_TIME.saturating_add(units_100ns(since_unix))
+}
+
+/// A duration in 100 ns units (the kernel's time unit), saturating.
+#[must_use]
+pub fn units_100ns(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos() / 100).unwrap_or(i64::MAX)
+}
+
+/// 100 ns units as a duration (negative values count as zero).
+#[must_use]
+pub fn from_100ns(units: i64) -> Duration {
+    Duration::from_nanos(u64::try_from(units).unwrap_or(0).saturating_mul(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_between_durations_and_kernel_units() {
+        assert_eq!(units_100ns(Duration::from_millis(15)), 150_000);
+        assert_eq!(from_100ns(156_250), Duration::from_micros(15_625));
+        assert_eq!(from_100ns(-5), Duration::ZERO);
+    }
+
+    #[test]
+    fn host_system_time_is_after_2020() {
+        // 2020-01-01 in 100 ns since 1601.
+        assert!(host_system_time() > 132_223_104_000_000_000);
+    }
+}

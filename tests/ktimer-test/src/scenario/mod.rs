@@ -1,0 +1,211 @@
+//! The scenario framework: what a scenario is, the environment it runs in, and the runner
+//! that times each one and turns its outcome into a [`ScenarioResult`] for the report.
+//!
+//! A scenario is written once, against [`Env`]: a [`Device`] to open handles on and a
+//! [`Clock`] to let time pass. The same body runs on the real device, on the simulator in
+//! real time (`--sim`) and on the simulator in virtual time (`cargo test`).
+
+mod checks;
+mod scenarios;
+
+use std::time::{Duration, Instant};
+
+pub use checks::Tolerance;
+pub use scenarios::driver_version;
+
+use crate::clock::Clock;
+use crate::device::Device;
+use crate::stats::Lateness;
+use crate::user_timer::UserTimer;
+
+/// One scenario.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Its name on the command line (`--scenario NAME`).
+    pub name: &'static str,
+    /// What it checks, one line.
+    pub summary: &'static str,
+    run: fn(&Env<'_>) -> Result<Outcome, String>,
+}
+
+/// Every scenario, in run order (the handshake first).
+#[must_use]
+pub fn all() -> &'static [Scenario] {
+    scenarios::ALL
+}
+
+/// The names of every scenario.
+#[must_use]
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|scenario| scenario.name).collect()
+}
+
+/// What a scenario runs against.
+pub struct Env<'a> {
+    /// The device to open handles on.
+    pub device: &'a dyn Device,
+    /// Device time.
+    pub clock: &'a dyn Clock,
+    /// The user-mode timer for the periodic comparison; `None` in virtual time (a user-mode
+    /// timer cannot follow a virtual clock).
+    pub user_timer: Option<&'a dyn UserTimer>,
+    /// Extra lateness allowed on top of the kernel's one-tick rule, for host scheduling
+    /// delays in real time (zero in virtual time).
+    pub slack: Duration,
+    /// Reports progress inside a long scenario (one short phrase).
+    pub progress: &'a dyn Fn(&str),
+}
+
+impl std::fmt::Debug for Env<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("slack", &self.slack)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a scenario observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Whether every check held.
+    pub passed: bool,
+    /// Why it passed (what was verified) or the first check that failed.
+    pub reason: String,
+    /// Expirations the scenario expected, where counting applies.
+    pub expected: Option<u64>,
+    /// Expirations observed.
+    pub observed: Option<u64>,
+    /// Lateness samples (100 ns units) of the observed expirations.
+    pub lateness: Vec<i64>,
+    /// For the periodic scenario: the same schedule on a user-mode timer.
+    pub comparison: Option<Comparison>,
+}
+
+impl Outcome {
+    /// A pass with its reason.
+    #[must_use]
+    pub fn pass(reason: impl Into<String>) -> Self {
+        Self {
+            passed: true,
+            reason: reason.into(),
+            ..Self::default()
+        }
+    }
+
+    /// A verdict on counted expirations: passes iff `problem` is `None`.
+    #[must_use]
+    pub fn counted(
+        expected: u64,
+        observed: u64,
+        lateness: Vec<i64>,
+        problem: Option<String>,
+        verified: impl Into<String>,
+    ) -> Self {
+        let passed = problem.is_none();
+        Self {
+            passed,
+            reason: problem.unwrap_or_else(|| verified.into()),
+            expected: Some(expected),
+            observed: Some(observed),
+            lateness,
+            comparison: None,
+        }
+    }
+}
+
+/// Kernel timer and user-mode timer on the same periodic schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comparison {
+    /// The schedule's period.
+    pub period: Duration,
+    /// Expirations scheduled.
+    pub count: u32,
+    /// The driver's periodic timer.
+    pub kernel: TimerLine,
+    /// The user-mode timer, or why it could not run.
+    pub user: Result<TimerLine, String>,
+}
+
+/// One timer's row in a comparison.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerLine {
+    /// What timer.
+    pub name: String,
+    /// Expirations expected.
+    pub expected: u64,
+    /// Expirations observed.
+    pub observed: u64,
+    /// Lateness summary.
+    pub lateness: Option<Lateness>,
+}
+
+/// A scenario's result as reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: &'static str,
+    /// Scenario summary.
+    pub summary: &'static str,
+    /// Pass or fail. A skipped scenario did not pass.
+    pub passed: bool,
+    /// Not run: the command line said it cannot hold on this backend (`--skip`); `reason`
+    /// says why. Counted neither as passed nor as failed.
+    pub skipped: bool,
+    /// Why.
+    pub reason: String,
+    /// Expected expirations, where counting applies.
+    pub expected: Option<u64>,
+    /// Observed expirations.
+    pub observed: Option<u64>,
+    /// Lateness of the observed expirations.
+    pub lateness: Option<Lateness>,
+    /// Wall-clock duration of the scenario.
+    pub duration: Duration,
+    /// Periodic comparison with a user-mode timer.
+    pub comparison: Option<Comparison>,
+}
+
+/// Runs one scenario, timing it.
+#[must_use]
+pub fn run_one(scenario: &Scenario, env: &Env<'_>) -> ScenarioResult {
+    let started = Instant::now();
+    let outcome = (scenario.run)(env).unwrap_or_else(|reason| Outcome {
+        reason,
+        ..Outcome::default()
+    });
+    ScenarioResult {
+        name: scenario.name,
+        summary: scenario.summary,
+        passed: outcome.passed,
+        skipped: false,
+        reason: outcome.reason,
+        expected: outcome.expected,
+        observed: outcome.observed,
+        lateness: Lateness::of(&outcome.lateness),
+        duration: started.elapsed(),
+        comparison: outcome.comparison,
+    }
+}
+
+/// The result of a scenario that was not run because it cannot hold on this backend.
+#[must_use]
+pub fn skipped(scenario: &Scenario, reason: &str) -> ScenarioResult {
+    ScenarioResult {
+        name: scenario.name,
+        summary: scenario.summary,
+        passed: false,
+        skipped: true,
+        reason: reason.to_owned(),
+        expected: None,
+        observed: None,
+        lateness: None,
+        duration: Duration::ZERO,
+        comparison: None,
+    }
+}
+
+/// Looks a scenario up by name.
+#[must_use]
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    all().iter().find(|scenario| scenario.name == name)
+}
