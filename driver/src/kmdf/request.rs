@@ -16,6 +16,8 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
+
 use wdk_sys::{
     NT_SUCCESS, NTSTATUS, PVOID, STATUS_CANCELLED, STATUS_INVALID_DEVICE_STATE,
     STATUS_INVALID_HANDLE, ULONG, ULONG_PTR, WDFQUEUE, WDFREQUEST,
@@ -72,9 +74,9 @@ impl Request {
     ///
     /// # Safety
     ///
-    /// `handle` is a request the driver owns and has not completed, with the given
-    /// `InputBufferLength` and `OutputBufferLength`; the returned value becomes the only
-    /// owner of that request.
+    /// `handle` is a request the driver owns and has not completed, whose buffers are at
+    /// least `input_length` and `output_length` bytes (zero: not retrieved); the returned
+    /// value becomes the only owner of that request.
     unsafe fn new(handle: WDFREQUEST, input_length: usize, output_length: usize) -> Self {
         let mut input: PVOID = core::ptr::null_mut();
         let mut input_found = 0_usize;
@@ -221,9 +223,18 @@ impl Drop for Request {
         if self.owner == Owner::CancelRoutine {
             // SAFETY: the request is not completed: after a lost claim only the hand-off
             // completes it, and this is one of its two releases.
-            unsafe { release_cancelled(self.handle) };
+            unsafe { release_cancelled(self.handle, Releaser::Service) };
         }
     }
+}
+
+/// The two sides of the cancel hand-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Releaser {
+    /// The cancel routine, which found the wait gone from the service's list.
+    CancelRoutine,
+    /// The service's [`Request`], dropped after its lost claim.
+    Service,
 }
 
 /// One of the two releases of a cancelled request whose wait the service had already
@@ -232,17 +243,17 @@ impl Drop for Request {
 ///
 /// # Safety
 ///
-/// `handle` is an uncompleted, cancelled request; each of the two sides calls this once.
-unsafe fn release_cancelled(handle: WDFREQUEST) {
+/// `handle` is an uncompleted, cancelled request; each side calls this once for it.
+unsafe fn release_cancelled(handle: WDFREQUEST, releaser: Releaser) {
     // SAFETY: `handle` is a valid request created with REQUEST_CONTEXT (our contract).
     let context = unsafe { REQUEST_CONTEXT.get(handle.cast()) };
     // SAFETY: a non-null context pointer points to this request's RequestContext, alive
     // until the request completes; its only field is an atomic.
     let second = match unsafe { context.as_ref() } {
         Some(context) => context.cancel_releases.fetch_add(1, Ordering::AcqRel) == 1,
-        // Every request of this device has the context; without one there is no second
-        // side to wait for.
-        None => true,
+        // Not reachable: every request of this device has the context. Without one, the
+        // cancel routine alone completes, so that the request is completed at most once.
+        None => releaser == Releaser::CancelRoutine,
     };
     if second {
         // SAFETY: both sides have released the request; it is completed once, here.
@@ -298,9 +309,16 @@ pub(super) unsafe extern "C" fn evt_io_device_control(
         unsafe { complete(request, STATUS_INVALID_HANDLE) };
         return;
     };
-    // SAFETY: the driver owns `request`, uncompleted, with these buffer lengths (our
-    // contract); the `Request` takes that ownership over.
-    let request = unsafe { Request::new(request, input_buffer_length, output_buffer_length) };
+    // Every ktimer code is METHOD_BUFFERED. Any other code gets no buffers at all (nothing
+    // maps a direct-I/O MDL or touches a METHOD_NEITHER user address); dispatch rejects it.
+    let (input_length, output_length) = if method_of(io_control_code) == METHOD_BUFFERED {
+        (input_buffer_length, output_buffer_length)
+    } else {
+        (0, 0)
+    };
+    // SAFETY: the driver owns `request`, uncompleted, with buffers of at least these lengths
+    // (our contract); the `Request` takes that ownership over.
+    let request = unsafe { Request::new(request, input_length, output_length) };
     // Completed, or parked as a pending wait (STATUS_PENDING): either way the service has
     // the request now, and bad input has already been answered with its documented status.
     let _status = dispatch(service, &handle, io_control_code, request, &passive);
@@ -334,6 +352,6 @@ unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
         Some(parked) => parked.complete(STATUS_CANCELLED, 0),
         // SAFETY: the service took it out of its list and loses its claim (the request is
         // cancelled): this is the cancel routine's release.
-        None => unsafe { release_cancelled(request) },
+        None => unsafe { release_cancelled(request, Releaser::CancelRoutine) },
     }
 }
