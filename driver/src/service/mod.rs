@@ -755,8 +755,10 @@ impl<R: IoRequest> FileHandle<R> {
     /// `EvtIoDeviceControl`, the cancel routine, `EvtFileCleanup`). Any IRQL.
     ///
     /// # Safety
-    /// As [`FileHandle::from_raw`], and the stored value must not be taken back while the
-    /// returned borrow is in use.
+    /// `raw` came from [`FileHandle::into_raw`] of a `FileHandle<R>` (same `R`) and is not
+    /// taken back with [`FileHandle::from_raw`] while the returned value is in use; the
+    /// returned value is only borrowed from (never `ManuallyDrop::into_inner`ed or dropped
+    /// through `ManuallyDrop::drop`), so the stored reference stays the only owner.
     #[must_use]
     pub unsafe fn borrow_raw(raw: *mut c_void) -> ManuallyDrop<Self> {
         // SAFETY: forwarded contract; `ManuallyDrop` keeps the stored reference count as it is.
