@@ -99,11 +99,7 @@ fn run(options: &RunOptions) -> u8 {
     } else {
         print!("{}", report.to_text());
     }
-    if report.failed() == 0 {
-        EXIT_PASSED
-    } else {
-        EXIT_FAILED
-    }
+    if report.success() { EXIT_PASSED } else { EXIT_FAILED }
 }
 
 /// The backend the options ask for.
@@ -122,7 +118,7 @@ fn device_backend() -> Result<Backend, OpenError> {
     let device = crate::windows::WindowsDevice::locate()?;
     Ok(Backend {
         device: Box::new(device),
-        clock: Box::new(crate::clock::RealClock::new()),
+        clock: Box::new(crate::clock::RealClock),
     })
 }
 
@@ -135,8 +131,9 @@ fn device_backend() -> Result<Backend, OpenError> {
     ))
 }
 
-/// Runs `scenarios` on `backend` and builds the report. In virtual time the user-mode
-/// comparison timer is not used (it cannot follow a virtual clock).
+/// Runs `scenarios` on `backend`, then unloads the driver where the backend can check the
+/// unload, and builds the report. In virtual time the user-mode comparison timer is not used
+/// (it cannot follow a virtual clock).
 #[must_use]
 pub fn run_scenarios(
     backend: &Backend,
@@ -172,10 +169,12 @@ pub fn run_scenarios(
         };
         results.push(scenario::run_one(scenario, &env));
     }
+    let unload = backend.device.unload();
     Report {
         backend: backend.device.describe(),
         driver,
         results,
+        unload,
     }
 }
 

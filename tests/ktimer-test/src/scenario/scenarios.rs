@@ -456,7 +456,8 @@ fn run_periodic_kernel(
     let mut records = Vec::new();
     let run_for = period * count + period / 2;
     let started = device_now(client)?;
-    loop {
+    // Bounded, in case the clock does not move (a broken backend must not hang the run).
+    for _ in 0..count.saturating_mul(4).saturating_add(16) {
         let elapsed = from_100ns(device_now(client)?.saturating_sub(started));
         if elapsed >= run_for {
             break;
