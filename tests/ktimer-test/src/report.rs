@@ -106,6 +106,15 @@ impl Report {
             out.push_str(&comparison_text(comparison));
         }
         let _ = writeln!(out);
+        match &self.unload {
+            Some(Ok(detail)) => {
+                let _ = writeln!(out, "unload: {detail}");
+            }
+            Some(Err(problem)) => {
+                let _ = writeln!(out, "unload FAILED: {problem}");
+            }
+            None => {}
+        }
         let _ = writeln!(
             out,
             "result: {} passed, {} failed",
@@ -159,7 +168,8 @@ impl Report {
             Some(outcome) => {
                 json.begin_object();
                 json.key("clean").bool(outcome.is_ok());
-                json.key("detail").string(outcome.as_ref().unwrap_or_else(|problem| problem));
+                json.key("detail")
+                    .string(outcome.as_ref().unwrap_or_else(|problem| problem));
                 json.end_object();
             }
             None => {
@@ -344,6 +354,7 @@ mod tests {
             backend: "b".into(),
             driver: None,
             results: vec![result("alpha", true)],
+            unload: Some(Err("leak".into())),
         };
         let json = report.to_json();
         assert!(json.starts_with(

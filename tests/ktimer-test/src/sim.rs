@@ -37,7 +37,10 @@ pub fn real_time_backend() -> Result<Backend, OpenError> {
 /// # Errors
 /// [`OpenError::Failed`] if the service refuses to load.
 pub fn virtual_backend() -> Result<Backend, OpenError> {
-    backend(Config { trace: false, ..Config::default() })
+    backend(Config {
+        trace: false,
+        ..Config::default()
+    })
 }
 
 /// The service on a kernel built from `config`.
@@ -49,7 +52,10 @@ pub fn backend(config: Config) -> Result<Backend, OpenError> {
     let tick = config.time_increment;
     let kernel = Kernel::new(config);
     let host = Host::load(&kernel, ServiceConfig::default()).map_err(|status| {
-        OpenError::Failed(format!("the simulated driver did not load: {}", status_name(status)))
+        OpenError::Failed(format!(
+            "the simulated driver did not load: {}",
+            status_name(status)
+        ))
     })?;
     let clock_name = if virtual_time { "virtual" } else { "real-time" };
     let device = SimDevice {
@@ -63,7 +69,10 @@ pub fn backend(config: Config) -> Result<Backend, OpenError> {
     };
     Ok(Backend {
         device: Box::new(device),
-        clock: Box::new(SimClock { kernel, virtual_time }),
+        clock: Box::new(SimClock {
+            kernel,
+            virtual_time,
+        }),
     })
 }
 
@@ -99,7 +108,10 @@ impl Device for SimDevice {
         let handle = self.host.open().map_err(|status| {
             OpenError::Failed(format!("open refused: {}", status_name(status)))
         })?;
-        Ok(Box::new(SimHandle { handle, virtual_time: self.virtual_time }))
+        Ok(Box::new(SimHandle {
+            handle,
+            virtual_time: self.virtual_time,
+        }))
     }
 
     fn describe(&self) -> String {
@@ -110,7 +122,9 @@ impl Device for SimDevice {
         self.host.unload();
         let kernel = self.host.kernel();
         if let Some(bug_check) = kernel.bug_check() {
-            return Some(Err(format!("the simulated kernel bug-checked: {bug_check:?}")));
+            return Some(Err(format!(
+                "the simulated kernel bug-checked: {bug_check:?}"
+            )));
         }
         Some(match kernel.unload() {
             Ok(()) => Ok("driver unloaded: no bug check, no leaked pool".to_owned()),
@@ -133,15 +147,23 @@ impl Handle for SimHandle {
         let mut request = SimRequest(self.handle.submit(code, input, output.len()));
         // Virtual time: nothing can complete a request that pended (no one advances the
         // clock during a synchronous call); real time: it may still complete.
-        let limit = if self.virtual_time { Duration::ZERO } else { SYNC_LIMIT };
+        let limit = if self.virtual_time {
+            Duration::ZERO
+        } else {
+            SYNC_LIMIT
+        };
         let completion = request.wait(limit).unwrap_or_else(|| {
             request.cancel();
-            request.wait(SYNC_LIMIT).unwrap_or(Completion::Failed(IoFailure::Status(STATUS_CANCELLED)))
+            request
+                .wait(SYNC_LIMIT)
+                .unwrap_or(Completion::Failed(IoFailure::Status(STATUS_CANCELLED)))
         });
         match completion {
             Completion::Done(bytes) => {
                 let length = bytes.len().min(output.len());
-                if let (Some(target), Some(source)) = (output.get_mut(..length), bytes.get(..length)) {
+                if let (Some(target), Some(source)) =
+                    (output.get_mut(..length), bytes.get(..length))
+                {
                     target.copy_from_slice(source);
                 }
                 Ok(length)
@@ -156,7 +178,9 @@ impl Handle for SimHandle {
         input: &[u8],
         output_len: usize,
     ) -> Result<Box<dyn PendingRequest>, IoFailure> {
-        Ok(Box::new(SimRequest(self.handle.submit(code, input, output_len))))
+        Ok(Box::new(SimRequest(
+            self.handle.submit(code, input, output_len),
+        )))
     }
 
     fn close(self: Box<Self>) {
@@ -177,7 +201,11 @@ fn completion_of(done: HostCompletion) -> Completion {
 
 impl PendingRequest for SimRequest {
     fn wait(&mut self, timeout: Duration) -> Option<Completion> {
-        let done = if timeout.is_zero() { self.0.result() } else { self.0.wait(Some(timeout)) };
+        let done = if timeout.is_zero() {
+            self.0.result()
+        } else {
+            self.0.wait(Some(timeout))
+        };
         done.map(completion_of)
     }
 

@@ -785,12 +785,7 @@ fn high_resolution(env: &Env<'_>) -> Result<Outcome, String> {
         query.flags & CREATE_HIGH_RESOLUTION != 0,
         "query does not report the high-resolution flag"
     );
-    // Early: never (it is not tick-driven). Late: a quarter tick, plus host slack.
-    let tolerance = Tolerance {
-        early: 0,
-        late: tick_units / 4,
-    }
-    .with_extra_late(crate::clock::units_100ns(env.slack));
+    let tolerance = Tolerance::high_resolution(&info, env);
     let mut outcome =
         expect_single_fire(env, &client, &info, timer, from_100ns(due), None, tolerance)?;
     if outcome.passed {

@@ -1,4 +1,4 @@
-//! Every scenario against the driver's service on the kernel simulator in virtual time:
+//! Tests: every scenario against the driver's service on the kernel simulator in virtual time:
 //! deterministic (time moves only when a scenario lets it pass) and fast. Each test checks
 //! the scenario passed with the exact counts virtual time makes certain, and that the
 //! driver then unloads with no bug check and no leaked pool.
@@ -9,14 +9,14 @@
 
 use std::time::Duration;
 
+use crate::app::{Backend, Progress, run_scenarios};
+use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
+use crate::scenario::{self, Env, ScenarioResult};
+use crate::sim::virtual_backend;
 use ktimer_abi::ExpiryRecord;
 use ktimer_abi::codec::{WaitBatch, encode_wait_response, wait_response_len};
 use ktimer_abi::ioctl::IOCTL_KTIMER_WAIT;
 use ktimer_abi::status::{STATUS_INVALID_HANDLE, STATUS_NOT_FOUND};
-use ktimer_test::app::{Backend, Progress, run_scenarios};
-use ktimer_test::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
-use ktimer_test::scenario::{self, Env, ScenarioResult};
-use ktimer_test::sim::virtual_backend;
 
 /// The simulator's default tick (15.625 ms) in 100 ns units.
 const TICK: i64 = 156_250;
@@ -43,7 +43,10 @@ fn passes(name: &str) -> ScenarioResult {
     let backend = backend();
     let result = run_on(&backend, name);
     assert!(result.passed, "{name} failed: {}", result.reason);
-    let unload = backend.device.unload().expect("the simulator checks unload");
+    let unload = backend
+        .device
+        .unload()
+        .expect("the simulator checks unload");
     assert!(unload.is_ok(), "{name}: {unload:?}");
     result
 }
@@ -56,7 +59,11 @@ fn counts(result: &ScenarioResult) -> (Option<u64>, Option<u64>) {
 fn handshake() {
     let result = passes("handshake");
     assert!(result.reason.contains("ABI 1"), "{}", result.reason);
-    assert!(result.reason.contains("tick 15.625 ms"), "{}", result.reason);
+    assert!(
+        result.reason.contains("tick 15.625 ms"),
+        "{}",
+        result.reason
+    );
 }
 
 #[test]
@@ -116,7 +123,8 @@ fn coalescable() {
 fn high_resolution() {
     let result = passes("high-resolution");
     assert_eq!(counts(&result), (Some(1), Some(1)));
-    // It fires at its due time, not on the next tick.
+    // Armed on a tick (virtual time starts at 0) and due half a tick after one: a
+    // tick-driven timer would be half a tick late; this one fires at its due time.
     let lateness = result.lateness.expect("one sample");
     assert!((0..TICK / 4).contains(&lateness.max), "{lateness:?}");
 }
@@ -180,7 +188,10 @@ fn every_scenario_passes_in_one_run_and_the_report_says_so() {
     assert!(report.success());
     assert!(matches!(report.unload, Some(Ok(_))), "{:?}", report.unload);
     let json = report.to_json();
-    assert!(json.contains(r#""success":true,"passed":17,"failed":0"#), "{json}");
+    assert!(
+        json.contains(r#""success":true,"passed":17,"failed":0"#),
+        "{json}"
+    );
 }
 
 // ---- the scenarios notice a misbehaving driver ----------------------------------------------
@@ -214,7 +225,10 @@ struct TamperRequest {
 
 impl Device for TamperDevice {
     fn open(&self) -> Result<Box<dyn Handle>, OpenError> {
-        Ok(Box::new(TamperHandle { inner: self.inner.open()?, tamper: self.tamper }))
+        Ok(Box::new(TamperHandle {
+            inner: self.inner.open()?,
+            tamper: self.tamper,
+        }))
     }
 
     fn describe(&self) -> String {
@@ -237,12 +251,23 @@ fn tamper_failure(tamper: Tamper, failure: IoFailure) -> IoFailure {
 
 impl Handle for TamperHandle {
     fn control(&self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoFailure> {
-        self.inner.control(code, input, output).map_err(|failure| tamper_failure(self.tamper, failure))
+        self.inner
+            .control(code, input, output)
+            .map_err(|failure| tamper_failure(self.tamper, failure))
     }
 
-    fn submit(&self, code: u32, input: &[u8], output_len: usize) -> Result<Box<dyn PendingRequest>, IoFailure> {
+    fn submit(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Box<dyn PendingRequest>, IoFailure> {
         let inner = self.inner.submit(code, input, output_len)?;
-        Ok(Box::new(TamperRequest { inner, tamper: self.tamper, is_wait: code == IOCTL_KTIMER_WAIT }))
+        Ok(Box::new(TamperRequest {
+            inner,
+            tamper: self.tamper,
+            is_wait: code == IOCTL_KTIMER_WAIT,
+        }))
     }
 
     fn close(self: Box<Self>) {
@@ -254,7 +279,9 @@ impl PendingRequest for TamperRequest {
     fn wait(&mut self, timeout: Duration) -> Option<Completion> {
         let completion = self.inner.wait(timeout)?;
         Some(match (self.tamper, completion) {
-            (Tamper::DropRecords | Tamper::LateByTwoTicks, Completion::Done(bytes)) if self.is_wait => {
+            (Tamper::DropRecords | Tamper::LateByTwoTicks, Completion::Done(bytes))
+                if self.is_wait =>
+            {
                 let batch = WaitBatch::decode(&bytes).expect("the driver's response decodes");
                 let records: Vec<ExpiryRecord> = match self.tamper {
                     Tamper::LateByTwoTicks => batch
@@ -274,7 +301,9 @@ impl PendingRequest for TamperRequest {
                 out.truncate(written);
                 Completion::Done(out)
             }
-            (tamper, Completion::Failed(failure)) => Completion::Failed(tamper_failure(tamper, failure)),
+            (tamper, Completion::Failed(failure)) => {
+                Completion::Failed(tamper_failure(tamper, failure))
+            }
             (_, done) => done,
         })
     }
@@ -287,7 +316,10 @@ impl PendingRequest for TamperRequest {
 fn run_tampered(name: &str, tamper: Tamper) -> ScenarioResult {
     let real = backend();
     let tampered = Backend {
-        device: Box::new(TamperDevice { inner: real.device, tamper }),
+        device: Box::new(TamperDevice {
+            inner: real.device,
+            tamper,
+        }),
         clock: real.clock,
     };
     run_on(&tampered, name)
@@ -298,14 +330,22 @@ fn lost_records_fail_the_one_shot_scenario() {
     let result = run_tampered("one-shot-relative", Tamper::DropRecords);
     assert!(!result.passed);
     assert_eq!(counts(&result), (Some(1), Some(0)));
-    assert!(result.reason.contains("expected 1 expiration, got 0"), "{}", result.reason);
+    assert!(
+        result.reason.contains("expected 1 expiration, got 0"),
+        "{}",
+        result.reason
+    );
 }
 
 #[test]
 fn lost_records_fail_the_periodic_scenario() {
     let result = run_tampered("periodic", Tamper::DropRecords);
     assert!(!result.passed);
-    assert!(result.reason.contains("records cover 0 expirations"), "{}", result.reason);
+    assert!(
+        result.reason.contains("records cover 0 expirations"),
+        "{}",
+        result.reason
+    );
 }
 
 #[test]
@@ -313,7 +353,16 @@ fn a_wrong_status_fails_the_bad_input_scenario() {
     let result = run_tampered("bad-input", Tamper::StaleAsForeign);
     assert!(!result.passed);
     assert!(result.reason.contains("stale id"), "{}", result.reason);
-    assert!(result.reason.contains("STATUS_INVALID_HANDLE instead of STATUS_NOT_FOUND"), "{}", result.reason);
+    assert!(
+        result.reason.contains("STATUS_INVALID_HANDLE"),
+        "{}",
+        result.reason
+    );
+    assert!(
+        result.reason.contains("instead of STATUS_NOT_FOUND"),
+        "{}",
+        result.reason
+    );
 }
 
 #[test]
