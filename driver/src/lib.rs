@@ -12,3 +12,11 @@ extern crate std;
 // symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
 #[cfg(ktimer_seam = "windows_sys")]
 extern crate ktimer_wdm_rt;
+
+pub mod ioctl;
+pub mod kernel;
+pub mod service;
+
+/// The in-process I/O manager stand-in (simulator builds only).
+#[cfg(ktimer_seam = "sim")]
+pub mod host;

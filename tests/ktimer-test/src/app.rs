@@ -90,16 +90,37 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
             .filter_map(|name| scenario::find(name))
             .collect()
     };
+    let skip_reason = |scenario: &Scenario| {
+        options
+            .skips
+            .iter()
+            .find(|(name, _)| name == scenario.name)
+            .map(|(_, reason)| reason.as_str())
+    };
+    let to_run: Vec<&Scenario> = selected
+        .iter()
+        .copied()
+        .filter(|scenario| skip_reason(scenario).is_none())
+        .collect();
     let user_timer = platform_timer(options.sim);
     let progress = Progress::new(!options.quiet);
-    let report = run_scenarios(
+    let mut report = run_scenarios(
         &backend,
-        &selected,
+        &to_run,
         Some(user_timer.as_ref()),
         real_time_slack(options.sim),
         &progress,
     );
     progress.finish();
+    // Skipped scenarios take their place in the selection order, unrun.
+    let mut ran = std::mem::take(&mut report.results).into_iter();
+    report.results = selected
+        .iter()
+        .filter_map(|scenario| match skip_reason(scenario) {
+            Some(reason) => Some(scenario::skipped(scenario, reason)),
+            None => ran.next(),
+        })
+        .collect();
     let _ = if options.json {
         writeln!(out, "{}", report.to_json())
     } else {
