@@ -78,8 +78,9 @@ use super::time::{DueTime, Interval, Period, TolerableDelay};
 /// be short. `Send + Sync + 'static` because it runs on other processors and outlives any
 /// stack frame. It must not panic: in the kernel a panic is a bug check. It lives in the
 /// timer's pool block, so its alignment may not exceed [`POOL_ALIGNMENT`](super::pool::POOL_ALIGNMENT)
-/// (checked at compile time). Its `Drop` runs at `PASSIVE_LEVEL` (a timer dropped above it
-/// keeps its callback until the deferred reclaim).
+/// (checked at compile time). Once a timer owns it, its `Drop` runs at `PASSIVE_LEVEL` (a timer
+/// dropped above that keeps its callback until the deferred reclaim); if `new` fails, `new`
+/// drops it at the caller's IRQL.
 pub trait TimerCallback: Send + Sync + 'static {
     /// The timer expired. `irql` proves `DISPATCH_LEVEL`: it opens DPC-level spin locks
     /// ([`SpinLock::lock_at_dpc`](super::spin_lock::SpinLock::lock_at_dpc)) and cannot be
