@@ -13,4 +13,14 @@ extern crate std;
 #[cfg(ktimer_seam = "windows_sys")]
 extern crate ktimer_wdm_rt;
 
+pub mod ioctl;
 pub mod kernel;
+pub mod service;
+
+/// The in-process I/O manager stand-in (simulator builds only).
+#[cfg(ktimer_seam = "sim")]
+pub mod host;
+
+// The KMDF shell: DriverEntry and the framework callbacks (Windows, wdk binding only).
+#[cfg(ktimer_seam = "wdk")]
+mod kmdf;

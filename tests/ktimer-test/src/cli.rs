@@ -36,6 +36,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Scenarios to run, in the order given; empty = all.
     pub scenarios: Vec<String>,
+    /// Scenarios not to run, each with the reason it cannot hold on this backend (for
+    /// example under Wine); reported as skipped, never as passed.
+    pub skips: Vec<(String, String)>,
 }
 
 /// A command-line error: reported with the usage text, exit code 2.
@@ -52,7 +55,7 @@ impl fmt::Display for UsageError {
 #[must_use]
 pub fn usage() -> String {
     "\
-usage: ktimer-test [--sim] [--json] [--quiet] [--scenario NAME]...
+usage: ktimer-test [--sim] [--json] [--quiet] [--scenario NAME]... [--skip NAME=REASON]...
        ktimer-test --list
        ktimer-test --help
 
@@ -63,6 +66,9 @@ Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
   --json           print the report as JSON on stdout
   --quiet          no progress line on stderr
   --scenario NAME  run only this scenario (repeatable; see --list)
+  --skip NAME=REASON
+                   do not run this scenario: report it as skipped, with the reason it
+                   cannot hold on this backend (repeatable; never counted as passed)
   --list           list the scenarios and exit
   --help           this text
 
@@ -104,8 +110,17 @@ where
                     .ok_or_else(|| UsageError(format!("{arg} needs a scenario name")))?;
                 options.scenarios.push(name);
             }
+            "--skip" => {
+                let value = args
+                    .next()
+                    .and_then(|value| value.to_str().map(str::to_owned))
+                    .ok_or_else(|| UsageError("--skip needs NAME=REASON".to_owned()))?;
+                options.skips.push(skip(&value)?);
+            }
             other => {
-                if let Some(name) = other.strip_prefix("--scenario=") {
+                if let Some(value) = other.strip_prefix("--skip=") {
+                    options.skips.push(skip(value)?);
+                } else if let Some(name) = other.strip_prefix("--scenario=") {
                     options.scenarios.push(name.to_owned());
                 } else {
                     return Err(UsageError(format!("unknown argument: {other}")));
@@ -113,7 +128,11 @@ where
             }
         }
     }
-    for name in &options.scenarios {
+    for name in options
+        .scenarios
+        .iter()
+        .chain(options.skips.iter().map(|(name, _)| name))
+    {
         if !known.contains(&name.as_str()) {
             return Err(UsageError(format!(
                 "unknown scenario: {name} (ktimer-test --list shows the names)"
@@ -124,6 +143,18 @@ where
         return Ok(Command::List);
     }
     Ok(Command::Run(options))
+}
+
+/// Splits a `--skip` value into the scenario name and a non-empty reason.
+fn skip(value: &str) -> Result<(String, String), UsageError> {
+    match value.split_once('=') {
+        Some((name, reason)) if !name.is_empty() && !reason.trim().is_empty() => {
+            Ok((name.to_owned(), reason.trim().to_owned()))
+        }
+        _ => Err(UsageError(format!(
+            "--skip needs NAME=REASON with a reason, got: {value}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -158,8 +189,32 @@ mod tests {
                 json: true,
                 quiet: true,
                 scenarios: vec!["one-shot-relative".into(), "handshake".into()],
+                skips: Vec::new(),
             }))
         );
+    }
+
+    #[test]
+    fn skips_carry_their_reasons_and_need_one() {
+        assert_eq!(
+            run(&[
+                "--skip",
+                "handshake=not here",
+                "--skip=one-shot-relative=a = b"
+            ]),
+            Ok(Command::Run(RunOptions {
+                skips: vec![
+                    ("handshake".into(), "not here".into()),
+                    ("one-shot-relative".into(), "a = b".into()),
+                ],
+                ..RunOptions::default()
+            }))
+        );
+        assert!(run(&["--skip", "handshake"]).is_err());
+        assert!(run(&["--skip", "handshake= "]).is_err());
+        assert!(run(&["--skip"]).is_err());
+        let error = run(&["--skip", "nope=why"]).expect_err("unknown scenario");
+        assert!(error.0.contains("nope"), "{error}");
     }
 
     #[test]

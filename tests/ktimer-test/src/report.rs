@@ -18,6 +18,8 @@ pub struct Report {
     pub driver: Option<String>,
     /// One result per scenario, in run order.
     pub results: Vec<ScenarioResult>,
+    /// The driver's unload after the run, where the backend can check it (simulator).
+    pub unload: Option<Result<String, String>>,
 }
 
 impl Report {
@@ -27,10 +29,25 @@ impl Report {
         self.results.iter().filter(|result| result.passed).count()
     }
 
-    /// Scenarios that failed.
+    /// Scenarios that failed (skipped ones did not fail).
     #[must_use]
     pub fn failed(&self) -> usize {
-        self.results.len() - self.passed()
+        self.results
+            .iter()
+            .filter(|result| !result.passed && !result.skipped)
+            .count()
+    }
+
+    /// Scenarios skipped on the command line's say-so (`--skip`), each with its reason.
+    #[must_use]
+    pub fn skipped(&self) -> usize {
+        self.results.iter().filter(|result| result.skipped).count()
+    }
+
+    /// Whether every scenario passed and the unload (if checked) was clean.
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.failed() == 0 && !matches!(self.unload, Some(Err(_)))
     }
 
     /// The human-readable report.
@@ -73,7 +90,7 @@ impl Report {
                 out,
                 "{:<name_width$}  {:<6} {:>8} {:>8} {p50:>11} {p99:>11} {max:>11} {:>10}",
                 result.name,
-                if result.passed { "PASS" } else { "FAIL" },
+                verdict(result).to_uppercase(),
                 count(result.expected),
                 count(result.observed),
                 duration(result.duration),
@@ -84,7 +101,11 @@ impl Report {
             let _ = writeln!(
                 out,
                 "{} {}: {}",
-                if result.passed { "pass" } else { "FAIL" },
+                if result.passed || result.skipped {
+                    verdict(result)
+                } else {
+                    "FAIL"
+                },
                 result.name,
                 result.reason
             );
@@ -98,12 +119,25 @@ impl Report {
             out.push_str(&comparison_text(comparison));
         }
         let _ = writeln!(out);
-        let _ = writeln!(
+        match &self.unload {
+            Some(Ok(detail)) => {
+                let _ = writeln!(out, "unload: {detail}");
+            }
+            Some(Err(problem)) => {
+                let _ = writeln!(out, "unload FAILED: {problem}");
+            }
+            None => {}
+        }
+        let _ = write!(
             out,
             "result: {} passed, {} failed",
             self.passed(),
             self.failed()
         );
+        if self.skipped() > 0 {
+            let _ = write!(out, ", {} skipped", self.skipped());
+        }
+        let _ = writeln!(out);
         out
     }
 
@@ -118,14 +152,17 @@ impl Report {
             Some(driver) => json.string(driver),
             None => json.null(),
         };
+        json.key("success").bool(self.success());
         json.key("passed").int(count_i128(self.passed()));
         json.key("failed").int(count_i128(self.failed()));
+        json.key("skipped").int(count_i128(self.skipped()));
         json.key("scenarios").begin_array();
         for result in &self.results {
             json.begin_object();
             json.key("name").string(result.name);
             json.key("summary").string(result.summary);
             json.key("passed").bool(result.passed);
+            json.key("skipped").bool(result.skipped);
             json.key("reason").string(&result.reason);
             json.key("expected");
             optional_int(&mut json, result.expected);
@@ -145,8 +182,32 @@ impl Report {
             json.end_object();
         }
         json.end_array();
+        json.key("unload");
+        match &self.unload {
+            Some(outcome) => {
+                json.begin_object();
+                json.key("clean").bool(outcome.is_ok());
+                json.key("detail")
+                    .string(outcome.as_ref().unwrap_or_else(|problem| problem));
+                json.end_object();
+            }
+            None => {
+                json.null();
+            }
+        }
         json.end_object();
         json.finish()
+    }
+}
+
+/// "pass", "fail" or "skip".
+fn verdict(result: &ScenarioResult) -> &'static str {
+    if result.skipped {
+        "skip"
+    } else if result.passed {
+        "pass"
+    } else {
+        "fail"
     }
 }
 
@@ -286,6 +347,7 @@ mod tests {
             name,
             summary: "summary",
             passed,
+            skipped: false,
             reason: format!("{name} reason"),
             expected: Some(3),
             observed: Some(if passed { 3 } else { 2 }),
@@ -301,6 +363,7 @@ mod tests {
             backend: "test".into(),
             driver: Some("0.1.0".into()),
             results: vec![result("alpha", true), result("beta", false)],
+            unload: Some(Ok("clean".into())),
         };
         let text = report.to_text();
         assert!(text.lines().any(|line| line.starts_with("alpha")
@@ -312,7 +375,38 @@ mod tests {
                 .any(|line| line.starts_with("beta") && line.contains("FAIL"))
         );
         assert!(text.contains("FAIL beta: beta reason"));
-        assert!(text.ends_with("result: 1 passed, 1 failed\n"));
+        assert!(text.ends_with("unload: clean\nresult: 1 passed, 1 failed\n"));
+        assert!(!report.success());
+    }
+
+    #[test]
+    fn a_skip_is_neither_passed_nor_failed_and_shows_its_reason() {
+        let skipped = crate::scenario::skipped(
+            crate::scenario::find("high-resolution").expect("a scenario of that name"),
+            "no ExAllocateTimer here",
+        );
+        let report = Report {
+            backend: "test".into(),
+            driver: None,
+            results: vec![result("alpha", true), skipped],
+            unload: None,
+        };
+        assert_eq!(
+            (report.passed(), report.failed(), report.skipped()),
+            (1, 0, 1)
+        );
+        let text = report.to_text();
+        assert!(
+            text.lines()
+                .any(|line| line.starts_with("high-resolution") && line.contains("SKIP"))
+        );
+        assert!(text.contains("skip high-resolution: no ExAllocateTimer here"));
+        assert!(text.ends_with("result: 1 passed, 0 failed, 1 skipped\n"));
+        let json = report.to_json();
+        assert!(json.contains(r#""passed":1,"failed":0,"skipped":1,"#));
+        assert!(
+            json.contains(r#""passed":false,"skipped":true,"reason":"no ExAllocateTimer here""#)
+        );
     }
 
     #[test]
@@ -321,13 +415,14 @@ mod tests {
             backend: "b".into(),
             driver: None,
             results: vec![result("alpha", true)],
+            unload: Some(Err("leak".into())),
         };
         let json = report.to_json();
         assert!(json.starts_with(
-            r#"{"backend":"b","driver":null,"passed":1,"failed":0,"scenarios":[{"name":"alpha""#
+            r#"{"backend":"b","driver":null,"success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
         ));
         assert!(json.contains(r#""lateness_us":{"samples":3,"min":1000.000,"p50":2000.000,"p99":15625.000,"max":15625.000}"#));
         assert!(json.contains(r#""expected":3,"observed":3"#));
-        assert!(json.ends_with(r#""comparison":null}]}"#));
+        assert!(json.ends_with(r#""comparison":null}],"unload":{"clean":false,"detail":"leak"}}"#));
     }
 }

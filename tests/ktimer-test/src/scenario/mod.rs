@@ -7,6 +7,8 @@
 
 mod checks;
 mod scenarios;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 
@@ -146,8 +148,11 @@ pub struct ScenarioResult {
     pub name: &'static str,
     /// Scenario summary.
     pub summary: &'static str,
-    /// Pass or fail.
+    /// Pass or fail. A skipped scenario did not pass.
     pub passed: bool,
+    /// Not run: the command line said it cannot hold on this backend (`--skip`); `reason`
+    /// says why. Counted neither as passed nor as failed.
+    pub skipped: bool,
     /// Why.
     pub reason: String,
     /// Expected expirations, where counting applies.
@@ -174,12 +179,30 @@ pub fn run_one(scenario: &Scenario, env: &Env<'_>) -> ScenarioResult {
         name: scenario.name,
         summary: scenario.summary,
         passed: outcome.passed,
+        skipped: false,
         reason: outcome.reason,
         expected: outcome.expected,
         observed: outcome.observed,
         lateness: Lateness::of(&outcome.lateness),
         duration: started.elapsed(),
         comparison: outcome.comparison,
+    }
+}
+
+/// The result of a scenario that was not run because it cannot hold on this backend.
+#[must_use]
+pub fn skipped(scenario: &Scenario, reason: &str) -> ScenarioResult {
+    ScenarioResult {
+        name: scenario.name,
+        summary: scenario.summary,
+        passed: false,
+        skipped: true,
+        reason: reason.to_owned(),
+        expected: None,
+        observed: None,
+        lateness: None,
+        duration: Duration::ZERO,
+        comparison: None,
     }
 }
 
