@@ -176,6 +176,19 @@ impl Due {
         }
     }
 
+    /// How far (100 ns units) this due time lies before interrupt time `tick`; 0 if not.
+    fn behind(self, tick: u64, system_offset: i64) -> u64 {
+        match self {
+            Due::Interrupt(t) => tick.saturating_sub(t),
+            Due::System(s) => {
+                let tick_as_system = i64::try_from(tick)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(system_offset);
+                u64::try_from(tick_as_system.saturating_sub(s)).unwrap_or(0)
+            }
+        }
+    }
+
     fn plus(self, delta: u64) -> Self {
         match self {
             Due::Interrupt(t) => Due::Interrupt(t.saturating_add(delta)),
@@ -1625,7 +1638,15 @@ impl Inner {
         let dpc = setting.dpc;
         if setting.period > 0 {
             // Re-arm from the previous due time (no drift); expirations that fell entirely
-            // within one tick are coalesced into this one.
+            // within one tick are coalesced into this one. Whole periods behind the tick are
+            // skipped in one step first: a timer set to an absolute time far in the past
+            // would otherwise cost one iteration per period (centuries of 1 ms periods).
+            let behind = setting.base.behind(tick, offset);
+            if let Some(periods_behind) = behind.checked_div(setting.period)
+                && periods_behind > 1
+            {
+                setting.base = setting.base.plus((periods_behind - 1) * setting.period);
+            }
             loop {
                 setting.base = setting.base.plus(setting.period);
                 if setting.due(offset) > tick {
