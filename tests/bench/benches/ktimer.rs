@@ -1,0 +1,534 @@
+//! Benchmarks of the driver on the simulator, printed as the tables of `BENCHMARKS.md`:
+//! `cargo bench -p ktimer-bench`. Every ratio comes from one run of this program.
+//!
+//! 1. Instructions per expiry in the driver's expiry path at 1, 100 and 10,000 live timers:
+//!    this program re-runs itself under `valgrind --tool=callgrind` with collection toggled on
+//!    only inside the DPC routine (`--toggle-collect=*timer_dpc*`), so only the expiry path is
+//!    counted (the driver's code and the simulated kernel routines it calls, e.g. the spin
+//!    lock and the precise clock), divided by the DPC runs the simulator counted.
+//! 2. Heap allocations per expiry: a counting global allocator attributes allocations made
+//!    while a simulated processor runs a DPC routine (`kernel_sim::in_callback`).
+//! 3. Events per second delivered end to end in virtual time: 1,000 live 1 ms timers on 4
+//!    handles; each tick is advanced, then the records are read by waits that take everything
+//!    ready at once (batched) or by one wait per record.
+//! 4. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
+//!    request type, and the same IOCTL through the in-process host (`ktimer::host`).
+//!
+//! Wall-clock figures depend on the machine and its load; instruction and allocation counts
+//! do not. Nothing here asserts a timing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use kernel_sim::{Config, Kernel};
+use ktimer::host::{Host, HostHandle};
+use ktimer::ioctl::{IoRequest, dispatch};
+use ktimer::kernel::irql::PassiveLevel;
+use ktimer::service::{Service, ServiceConfig};
+use ktimer_abi::codec::{Decode, Encode, WaitBatch, wait_response_len};
+use ktimer_abi::ioctl::{
+    IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO, IOCTL_KTIMER_QUERY, IOCTL_KTIMER_WAIT,
+};
+use ktimer_abi::status::{NtStatus, STATUS_SUCCESS};
+use ktimer_abi::{
+    CreateRequest, CreateResponse, Header, MODE_PERIODIC, Schedule, TIMER_TYPE_NOTIFICATION,
+    TimerRequest, WaitRequest,
+};
+
+/// Heap allocations made while a simulated processor runs a DPC routine.
+static EXPIRY_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+struct CountingAllocator;
+
+// SAFETY: forwards to the system allocator unchanged; the bookkeeping neither allocates nor
+// panics (`in_callback` reads a thread-local flag).
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if kernel_sim::in_callback() {
+            EXPIRY_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Timers per handle (the service's default limit is 1,024).
+const TIMERS_PER_HANDLE: usize = 1000;
+/// 1 ms in 100 ns units.
+const MS: i64 = 10_000;
+
+/// A virtual-time kernel with a 1 ms tick and no event log.
+fn kernel() -> Kernel {
+    Kernel::new(Config {
+        time_increment: 10_000,
+        trace: false,
+        ..Config::default()
+    })
+}
+
+fn encode<T: Encode>(message: &T) -> Vec<u8> {
+    let mut out = vec![0u8; 128];
+    let len = message.encode(&mut out).expect("fits");
+    out.truncate(len);
+    out
+}
+
+fn periodic_1ms() -> CreateRequest {
+    CreateRequest {
+        header: Header::of::<CreateRequest>(),
+        timer_type: TIMER_TYPE_NOTIFICATION,
+        flags: 0,
+        schedule: Schedule {
+            mode: MODE_PERIODIC,
+            flags: 0,
+            due_time: MS,
+            period_ms: 1,
+            tolerable_delay_ms: 0,
+        },
+    }
+}
+
+fn wait_input(min_records: u32) -> Vec<u8> {
+    encode(&WaitRequest {
+        header: Header::of::<WaitRequest>(),
+        min_records,
+        reserved: 0,
+    })
+}
+
+/// `live` 1 ms periodic timers, `TIMERS_PER_HANDLE` per handle, all due at the next tick.
+struct Load {
+    kernel: Kernel,
+    host: Host,
+    handles: Vec<HostHandle>,
+}
+
+impl Load {
+    fn new(live: usize, ring: usize) -> Self {
+        let kernel = kernel();
+        let config = ServiceConfig {
+            max_timers_per_handle: TIMERS_PER_HANDLE,
+            event_ring_capacity: ring,
+            ..ServiceConfig::default()
+        };
+        let host = Host::load(&kernel, config).expect("loads");
+        let mut handles = Vec::new();
+        let create = encode(&periodic_1ms());
+        for index in 0..live {
+            if index % TIMERS_PER_HANDLE == 0 {
+                handles.push(host.open().expect("opens"));
+            }
+            let handle = handles.last().expect("opened above");
+            let done = handle
+                .submit(IOCTL_KTIMER_CREATE, &create, 16)
+                .result()
+                .expect("completes at once");
+            assert_eq!(done.status, STATUS_SUCCESS);
+        }
+        Self {
+            kernel,
+            host,
+            handles,
+        }
+    }
+
+    fn tick(&self) {
+        self.kernel.advance(Duration::from_millis(1));
+    }
+}
+
+/// The callgrind child: `live` timers, 5 ticks, then print the DPC runs and exit without
+/// teardown (tearing down 10,000 timers under valgrind would take longer than the run).
+fn callgrind_child(live: usize) -> ExitCode {
+    let load = Load::new(live, 8192);
+    for _ in 0..5 {
+        load.tick();
+    }
+    println!("dpc_runs={}", load.kernel.stats().dpc_runs);
+    std::process::exit(0);
+}
+
+/// Instructions per expiry from one callgrind run of the child with `live` timers.
+fn instructions_per_expiry(live: usize) -> Option<(f64, u64, u64)> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::env::temp_dir().join(format!("ktimer-callgrind-{live}-{}", std::process::id()));
+    let output = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--toggle-collect=*timer_dpc*")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(&exe)
+        .arg("callgrind-child")
+        .arg(live.to_string())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+        return None;
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let runs: u64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("dpc_runs="))?
+        .trim()
+        .parse()
+        .ok()?;
+    let profile = std::fs::read_to_string(&out).ok()?;
+    let _ = std::fs::remove_file(&out);
+    let total: u64 = profile
+        .lines()
+        .find_map(|line| line.strip_prefix("summary:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+    let per_expiry = total as f64 / runs as f64;
+    Some((per_expiry, total, runs))
+}
+
+fn expiry_instructions() {
+    println!("## Instructions per expiry (callgrind, DPC routine inclusive)\n");
+    println!(
+        "| live timers | instructions in the expiry path | DPC runs | per expiry | vs 1 timer |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    let mut base = None;
+    for live in [1, 100, 10_000] {
+        match instructions_per_expiry(live) {
+            Some((per_expiry, total, runs)) => {
+                let base = *base.get_or_insert(per_expiry);
+                println!(
+                    "| {live} | {total} | {runs} | {per_expiry:.1} | {:.3}x |",
+                    per_expiry / base
+                );
+            }
+            None => println!("| {live} | (valgrind unavailable or failed) | | | |"),
+        }
+    }
+    println!();
+}
+
+fn expiry_allocations() {
+    println!("## Heap allocations per expiry (counting allocator)\n");
+    println!("| live timers | parked waits | DPC runs | allocations in DPCs | per expiry |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+    for (live, with_waits) in [(10_000, false), (10_000, true)] {
+        let load = Load::new(live, 8192);
+        load.tick();
+        // Parked waits: each completes after one tick's records of its handle.
+        let waits: Vec<_> = if with_waits {
+            load.handles
+                .iter()
+                .flat_map(|handle| {
+                    (0..4).map(move |_| {
+                        handle.submit(
+                            IOCTL_KTIMER_WAIT,
+                            &wait_input(1000),
+                            wait_response_len(1000).unwrap_or(0),
+                        )
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let runs_before = load.kernel.stats().dpc_runs;
+        let allocations_before = EXPIRY_ALLOCATIONS.load(Ordering::SeqCst);
+        for _ in 0..4 {
+            load.tick();
+        }
+        let runs = load.kernel.stats().dpc_runs - runs_before;
+        let allocations = EXPIRY_ALLOCATIONS.load(Ordering::SeqCst) - allocations_before;
+        let parked = waits.len();
+        let completed = waits.iter().filter(|io| io.is_complete()).count();
+        assert_eq!(
+            completed, parked,
+            "every parked wait completed in the measured ticks"
+        );
+        #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+        let per_expiry = allocations as f64 / runs as f64;
+        println!("| {live} | {parked} | {runs} | {allocations} | {per_expiry} |");
+        drop(waits);
+        drop(load.handles);
+        drop(load.host);
+    }
+    println!();
+}
+
+/// How the records are read after each tick.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// One wait per handle takes every ready record.
+    Batched,
+    /// One wait per record.
+    OnePerWait,
+}
+
+/// Returns (records, total seconds, seconds in the wait IOCTLs).
+fn deliver(reading: Reading, ticks: usize) -> (u64, f64, f64) {
+    const LIVE: usize = 1000;
+    const HANDLES: usize = 4;
+    let kernel = kernel();
+    let host = Host::load(
+        &kernel,
+        ServiceConfig {
+            event_ring_capacity: 1024,
+            ..ServiceConfig::default()
+        },
+    )
+    .expect("loads");
+    let handles: Vec<_> = (0..HANDLES).map(|_| host.open().expect("opens")).collect();
+    let create = encode(&periodic_1ms());
+    for index in 0..LIVE {
+        let done = handles[index % HANDLES]
+            .submit(IOCTL_KTIMER_CREATE, &create, 16)
+            .result()
+            .expect("completes");
+        assert_eq!(done.status, STATUS_SUCCESS);
+    }
+    let per_handle = LIVE / HANDLES;
+    let wait_one = wait_input(1);
+    let mut records = 0u64;
+    let mut in_waits = Duration::ZERO;
+    let started = Instant::now();
+    for _ in 0..ticks {
+        kernel.advance(Duration::from_millis(1));
+        let reading_started = Instant::now();
+        for handle in &handles {
+            let (waits, capacity) = match reading {
+                Reading::Batched => (1, per_handle),
+                Reading::OnePerWait => (per_handle, 1),
+            };
+            for _ in 0..waits {
+                let done = handle
+                    .submit(
+                        IOCTL_KTIMER_WAIT,
+                        &wait_one,
+                        wait_response_len(capacity).unwrap_or(0),
+                    )
+                    .result()
+                    .expect("records were ready");
+                let batch = WaitBatch::decode(&done.output).expect("a wait response");
+                records += u64::from(batch.response.record_count);
+            }
+        }
+        in_waits += reading_started.elapsed();
+    }
+    let total = started.elapsed();
+    assert_eq!(records, u64::try_from(LIVE * ticks).unwrap_or(u64::MAX));
+    drop(handles);
+    drop(host);
+    (records, total.as_secs_f64(), in_waits.as_secs_f64())
+}
+
+fn delivery() {
+    const TICKS: usize = 200;
+    println!("## Events delivered per second (virtual time, 1,000 live 1 ms timers, 4 handles)\n");
+    println!(
+        "| reading | records | total s | events/s end to end | s in waits | events/s delivery only |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    let mut rates = Vec::new();
+    for (name, reading) in [
+        ("batched (one wait per handle per tick)", Reading::Batched),
+        ("one record per wait", Reading::OnePerWait),
+    ] {
+        let (records, total, in_waits) = deliver(reading, TICKS);
+        #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+        let (end_to_end, delivery_only) = (records as f64 / total, records as f64 / in_waits);
+        rates.push((end_to_end, delivery_only));
+        println!(
+            "| {name} | {records} | {total:.3} | {end_to_end:.0} | {in_waits:.3} | {delivery_only:.0} |"
+        );
+    }
+    if let [batched, single] = rates.as_slice() {
+        println!(
+            "\nbatched / one per wait: {:.1}x end to end, {:.1}x delivery only\n",
+            batched.0 / single.0,
+            batched.1 / single.1
+        );
+    }
+}
+
+thread_local! {
+    /// The last completion of a [`DirectRequest`]: status, bytes and the output.
+    static COMPLETED: RefCell<(NtStatus, usize, [u8; 128])> = const { RefCell::new((0, 0, [0; 128])) };
+}
+
+/// An allocation-free request for calling `dispatch` directly.
+struct DirectRequest {
+    input: [u8; 64],
+    input_len: usize,
+    output: [u8; 128],
+    output_len: usize,
+}
+
+impl DirectRequest {
+    fn new(input: &[u8], output_len: usize) -> Self {
+        let mut request = Self {
+            input: [0; 64],
+            input_len: input.len(),
+            output: [0; 128],
+            output_len,
+        };
+        request.input[..input.len()].copy_from_slice(input);
+        request
+    }
+}
+
+impl IoRequest for DirectRequest {
+    fn input(&self) -> &[u8] {
+        &self.input[..self.input_len]
+    }
+
+    fn output(&mut self) -> &mut [u8] {
+        &mut self.output[..self.output_len]
+    }
+
+    fn complete(self, status: NtStatus, information: usize) {
+        COMPLETED.with(|cell| *cell.borrow_mut() = (status, information, self.output));
+    }
+
+    fn key(&self) -> usize {
+        0
+    }
+
+    fn mark_cancelable(&mut self) -> bool {
+        true
+    }
+
+    fn claim(&mut self) -> bool {
+        true
+    }
+}
+
+fn time_per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
+    for _ in 0..iterations / 10 {
+        op();
+    }
+    let started = Instant::now();
+    for _ in 0..iterations {
+        op();
+    }
+    started.elapsed().as_secs_f64() * 1e9 / f64::from(iterations)
+}
+
+/// A request to time: name, code, input for the direct service, input for the host's
+/// service (its own timer id), output length.
+type DispatchCase<'a> = (&'static str, u32, &'a [u8], &'a [u8], usize);
+
+fn dispatch_cost() {
+    const ITERATIONS: u32 = 200_000;
+    println!("## IOCTL dispatch cost (ns per request)\n");
+    println!("| request | `ioctl::dispatch` direct | through `ktimer::host` |");
+    println!("| --- | ---: | ---: |");
+    let kernel = kernel();
+    let _entered = kernel.enter();
+    let passive = PassiveLevel::current().expect("a bound thread is at PASSIVE_LEVEL");
+    let service: Service<DirectRequest> =
+        Service::new(ServiceConfig::default(), &passive).expect("loads");
+    let file = service.open(&passive).expect("opens");
+    let create = encode(&periodic_1ms());
+    let status = dispatch(
+        &service,
+        &file,
+        IOCTL_KTIMER_CREATE,
+        DirectRequest::new(&create, 16),
+        &passive,
+    );
+    assert_eq!(status, STATUS_SUCCESS);
+    let timer_id = COMPLETED.with(|cell| {
+        CreateResponse::decode(&cell.borrow().2[..16])
+            .expect("a create response")
+            .timer_id
+    });
+    let query = encode(&TimerRequest {
+        header: Header::of::<TimerRequest>(),
+        timer_id,
+    });
+
+    let host = Host::load(&kernel, ServiceConfig::default()).expect("loads");
+    let handle = host.open().expect("opens");
+    let host_timer = handle
+        .submit(IOCTL_KTIMER_CREATE, &create, 16)
+        .result()
+        .expect("completes");
+    let host_query = encode(&TimerRequest {
+        header: Header::of::<TimerRequest>(),
+        timer_id: CreateResponse::decode(&host_timer.output)
+            .expect("a create response")
+            .timer_id,
+    });
+
+    let cases: [DispatchCase<'_>; 3] = [
+        ("GET_INFO", IOCTL_KTIMER_GET_INFO, &[], &[], 72),
+        (
+            "QUERY (live timer)",
+            IOCTL_KTIMER_QUERY,
+            &query,
+            &host_query,
+            104,
+        ),
+        ("unknown code (rejected)", 0x1234, &[], &[], 0),
+    ];
+    for (name, code, input, host_input, output_len) in cases {
+        let direct = time_per_op(ITERATIONS, || {
+            let status = dispatch(
+                &service,
+                &file,
+                code,
+                DirectRequest::new(input, output_len),
+                &passive,
+            );
+            black_box(status);
+        });
+        let through_host = time_per_op(ITERATIONS, || {
+            black_box(handle.submit(code, host_input, output_len).result());
+        });
+        println!("| {name} | {direct:.0} | {through_host:.0} |");
+    }
+    println!();
+    drop(handle);
+    drop(host);
+    service.close(file, &passive);
+    service.unload(&passive);
+}
+
+fn machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    println!("machine: {cores} logical CPUs, {cpu}\n");
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, live] = args.as_slice()
+        && mode == "callgrind-child"
+    {
+        return callgrind_child(live.parse().unwrap_or(1));
+    }
+    machine();
+    expiry_instructions();
+    expiry_allocations();
+    delivery();
+    dispatch_cost();
+    ExitCode::SUCCESS
+}
