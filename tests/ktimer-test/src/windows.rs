@@ -60,7 +60,7 @@ fn wide(text: &str) -> Vec<u16> {
 
 /// How to install the driver, for the "device missing" line.
 const INSTALL_HINT: &str = "install the ktimer driver package (pnputil /add-driver ktimer.inf \
-     /install, then create the root-enumerated device; see README, Windows) and retry";
+     /install, then create the root-enumerated device; see docs/WINDOWS.md) and retry";
 
 /// The installed ktimer device.
 #[derive(Debug)]

@@ -543,9 +543,13 @@ fn cancel_periodic(env: &Env<'_>) -> Result<Outcome, String> {
     let mut records = before.records;
     records.extend(after);
     let records = of_timer(&records, timer);
+    // The interrupt time get-info reports advances once a tick: the cancel took effect at
+    // most a tick after it. An expiration due before that may still be delivered (its DPC
+    // was queued before the cancel, and the kernel lets it run); one due later must not.
+    let cancel_bound = cancelled_at.saturating_add(i64::from(info.clock_increment));
     let late_fires = records
         .iter()
-        .filter(|record| record.due_time > cancelled_at)
+        .filter(|record| record.due_time > cancel_bound)
         .count();
     let observed = u64::try_from(late_fires).unwrap_or(u64::MAX);
     let problem = if late_fires > 0 {
