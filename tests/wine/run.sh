@@ -116,9 +116,18 @@ wine sc create "$SERVICE" type= kernel start= demand \
 wineserver -w
 
 # --- 4. one Wine session: start the driver, run the app, stop the driver ----------------------
+# The scenarios that cannot hold under Wine 8.0, and why (measured; docs/WINE.md). ktimer-test
+# reports them as SKIP with the reason: never run, never counted as passed.
+skips=(
+    "high-resolution=Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer fails (STATUS_INSUFFICIENT_RESOURCES at create)"
+    "coalescable=Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms KeSetTimerEx without the tolerance, so no coalescable timer would be tested"
+    "re-arm=Wine's KeSetTimerEx/KeCancelTimer report an expired one-shot timer as still set (Wine never clears KTIMER.Header.Inserted on expiry), so was_armed differs from Windows"
+    "concurrent-1000=Wine's thread pool delivers a burst of 1,000 simultaneous timer callbacks tens of ms late (measured up to ~65 ms), beyond the one-tick + 5 ms tolerance"
+)
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
 app_command="C:\\ktimer\\ktimer-test.exe"
+for skip in "${skips[@]}"; do app_command+=" \"--skip=$skip\""; done
 for argument in "${app_arguments[@]}"; do app_command+=" $argument"; done
 printf '%s\r\n' \
     '@echo off' \
