@@ -1,16 +1,16 @@
 //! An in-process stand-in for the I/O manager, on the kernel simulator: load the service,
 //! open handles, send synchronous and asynchronous IOCTLs, cancel them like `CancelIoEx`,
-//! close handles like `CloseHandle`, unload. It goes through the same [`dispatch`] entry as
+//! close handles like `CloseHandle`, unload. It goes through the same [`dispatch`](crate::ioctl::dispatch) entry as
 //! the KMDF shell, with byte buffers exactly as `DeviceIoControl` passes them. Used by the
 //! companion app's `--sim` backend, the tests and the fuzzer.
 //!
 //! Every call binds the calling thread to the host's simulated kernel at `PASSIVE_LEVEL` for
 //! its duration, so any thread may use the host. With a virtual clock, time moves only when
-//! the caller runs [`kernel_sim::Kernel::advance`]: wait for pending requests with
-//! [`HostIo::result`] after advancing, not with a blocking [`HostIo::wait`].
+//! the caller runs `kernel_sim::Kernel::advance`: wait for pending requests with
+//! [`HostIo::result`](crate::host::HostIo::result) after advancing, not with a blocking [`HostIo::wait`](crate::host::HostIo::wait).
 //!
 //! The request model mirrors KMDF's: a pended request is marked cancelable; cancelling it runs
-//! the "cancel routine" ([`Service::cancel_wait`]) unless the service has already claimed it.
+//! the "cancel routine" ([`Service::cancel_wait`](crate::service::Service::cancel_wait)) unless the service has already claimed it.
 //! So the host exercises the same claim protocol the real driver relies on.
 
 use std::sync::atomic::{AtomicU8, Ordering};

@@ -27,3 +27,7 @@ pub mod service;
 /// The in-process I/O manager stand-in (simulator builds only).
 #[cfg(ktimer_seam = "sim")]
 pub mod host;
+
+// The KMDF shell: DriverEntry and the framework callbacks (Windows, wdk binding only).
+#[cfg(ktimer_seam = "wdk")]
+mod kmdf;

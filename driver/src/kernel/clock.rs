@@ -16,19 +16,19 @@ pub struct InterruptTime {
 }
 
 impl InterruptTime {
-    /// The reading `hundred_ns` 100 ns units after boot.
+    /// The reading `hundred_ns` 100 ns units after boot. Any IRQL.
     #[must_use]
     pub const fn from_hundred_ns(hundred_ns: u64) -> Self {
         Self { hundred_ns }
     }
 
-    /// 100 ns units since boot.
+    /// 100 ns units since boot. Any IRQL.
     #[must_use]
     pub const fn as_hundred_ns(self) -> u64 {
         self.hundred_ns
     }
 
-    /// How long after `earlier` this reading is; zero if it is not later.
+    /// How long after `earlier` this reading is; zero if it is not later. Any IRQL.
     #[must_use]
     pub fn saturating_duration_since(self, earlier: Self) -> Duration {
         let hundred_ns = self.hundred_ns.saturating_sub(earlier.hundred_ns);

@@ -36,6 +36,7 @@ pub(crate) struct TornDown {
 }
 
 impl TornDown {
+    /// Any IRQL.
     pub(crate) fn new() -> Self {
         Self {
             torn_down: AtomicBool::new(false),
@@ -92,16 +93,26 @@ impl DeferredNode {
 }
 
 /// A lock-free stack of parked storage blocks.
+///
+/// # Invariants
+///
+/// Every node reachable from `head` was handed over by [`ParkedList::park`]: it is valid
+/// until finished, owned by the list, and on no other list.
 pub(crate) struct ParkedList {
     head: AtomicPtr<DeferredNode>,
 }
 
 /// A privately owned chain of nodes taken off a [`ParkedList`].
+///
+/// # Invariants
+///
+/// Owns every node of the chain from `head`; each is valid until its finisher runs.
 pub(crate) struct Taken {
     head: *mut DeferredNode,
 }
 
 impl ParkedList {
+    /// Any IRQL.
     #[cfg(not(loom))]
     pub(crate) const fn new() -> Self {
         Self {
@@ -109,6 +120,7 @@ impl ParkedList {
         }
     }
 
+    /// Any IRQL.
     #[cfg(loom)]
     pub(crate) fn new() -> Self {
         Self {
@@ -135,6 +147,7 @@ impl ParkedList {
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
+                // INVARIANT: the node is published on the list, which now owns it.
                 Ok(_) => return,
                 Err(current) => head = current,
             }
@@ -144,6 +157,7 @@ impl ParkedList {
     /// Takes every parked node. Any IRQL; lock-free, allocates nothing.
     pub(crate) fn take_all(&self) -> Taken {
         // Acquire pairs with `park`'s Release: the nodes' fields are visible.
+        // INVARIANT: the swap moved the whole chain out of the list into the `Taken`.
         Taken {
             head: self.head.swap(ptr::null_mut(), Ordering::Acquire),
         }
@@ -151,7 +165,7 @@ impl ParkedList {
 }
 
 impl Taken {
-    /// Whether nothing was taken.
+    /// Whether nothing was taken. Any IRQL.
     pub(crate) fn is_empty(&self) -> bool {
         self.head.is_null()
     }
@@ -180,13 +194,13 @@ impl Taken {
     }
 }
 
-/// The parked list of the kernel this code runs in.
+/// The parked list of the kernel this code runs in. Any IRQL.
 #[cfg(not(loom))]
 fn parked() -> &'static ParkedList {
     sys::parked_list()
 }
 
-/// Under the model checker, statics must be loom objects made inside each execution.
+/// Under the model checker, statics must be loom objects made inside each execution. Any IRQL.
 #[cfg(loom)]
 fn parked() -> &'static ParkedList {
     loom::lazy_static! {

@@ -19,6 +19,7 @@
 //! Due times are relative only (the kernel requires it for high-resolution timers) and
 //! periods are in 100 ns units.
 
+use core::ffi::c_void;
 use core::fmt;
 use core::marker::PhantomPinned;
 use core::mem::ManuallyDrop;
@@ -47,7 +48,9 @@ use super::timer::TimerCallback;
 struct HrStorage<C> {
     node: DeferredNode,
     torn_down: TornDown,
-    ex_timer: AtomicPtr<sys::EX_TIMER>,
+    // The WDK names no `EX_TIMER` type (only `PEX_TIMER`, to an opaque struct), so the
+    // pointer is kept untyped and cast back at each use.
+    ex_timer: AtomicPtr<c_void>,
     callback: C,
     pinned: PhantomPinned,
 }
@@ -62,7 +65,7 @@ struct HrStorage<C> {
 /// deleted; `storage` is taken out only in `drop`.
 pub struct HighResolutionTimer<C: TimerCallback> {
     storage: ManuallyDrop<Pin<PoolBox<HrStorage<C>>>>,
-    timer: NonNull<sys::EX_TIMER>,
+    timer: NonNull<c_void>,
 }
 
 // SAFETY: the EX_TIMER is only used through Ex routines callable from any thread, which
@@ -101,7 +104,7 @@ impl<C: TimerCallback> HighResolutionTimer<C> {
                 sys::EX_TIMER_HIGH_RESOLUTION,
             )
         };
-        let Some(timer) = NonNull::new(timer) else {
+        let Some(timer) = NonNull::new(timer.cast::<c_void>()) else {
             // The storage was never shared with the kernel: dropping it frees it.
             return Err(AllocationFailed);
         };
@@ -111,6 +114,11 @@ impl<C: TimerCallback> HighResolutionTimer<C> {
             storage: ManuallyDrop::new(storage),
             timer,
         })
+    }
+
+    /// The kernel's handle of this timer. Any IRQL.
+    fn ex_timer(&self) -> sys::PEX_TIMER {
+        self.timer.as_ptr().cast()
     }
 
     /// Arms a one-shot expiry `due` from now (replacing any earlier setting). Returns
@@ -128,6 +136,7 @@ impl<C: TimerCallback> HighResolutionTimer<C> {
         self.set(due, period.to_kernel_period())
     }
 
+    /// IRQL <= `DISPATCH_LEVEL`.
     fn set(&self, due: Interval, period: sys::LONGLONG) -> bool {
         let mut parameters = sys::ext_set_parameters();
         // SAFETY: the EX_TIMER is alive (the handle's invariant); the due time is strictly
@@ -135,7 +144,7 @@ impl<C: TimerCallback> HighResolutionTimer<C> {
         // as ExInitializeSetTimerParameters does. IRQL <= DISPATCH_LEVEL.
         let was_set = unsafe {
             sys::ExSetTimer(
-                self.timer.as_ptr(),
+                self.ex_timer(),
                 due.to_kernel_relative_nonzero(),
                 period,
                 &raw mut parameters,
@@ -149,7 +158,7 @@ impl<C: TimerCallback> HighResolutionTimer<C> {
     #[must_use = "whether the timer was set; if not, its DPC may still run"]
     pub fn cancel(&self) -> bool {
         // SAFETY: the EX_TIMER is alive; no cancel parameters; IRQL <= DISPATCH_LEVEL.
-        let was_set = unsafe { sys::ExCancelTimer(self.timer.as_ptr(), ptr::null_mut()) };
+        let was_set = unsafe { sys::ExCancelTimer(self.ex_timer(), ptr::null_mut()) };
         was_set != 0
     }
 
@@ -176,7 +185,7 @@ impl<C: TimerCallback> Drop for HighResolutionTimer<C> {
             unsafe { finish::<C>(node) };
         } else {
             // SAFETY: the EX_TIMER is alive; legal at IRQL <= DISPATCH_LEVEL.
-            unsafe { sys::ExCancelTimer(self.timer.as_ptr(), ptr::null_mut()) };
+            unsafe { sys::ExCancelTimer(self.ex_timer(), ptr::null_mut()) };
             // SAFETY: we own the block, whose node is on no list; `finish::<C>` completes it
             // at PASSIVE_LEVEL.
             unsafe { deferred::park(node) };
@@ -202,7 +211,7 @@ unsafe fn finish<C: TimerCallback>(node: NonNull<DeferredNode>) {
     let block = node.cast::<HrStorage<C>>();
     // SAFETY: the node is the first field of the #[repr(C)] storage, which is alive.
     let storage = unsafe { block.as_ref() };
-    let timer = storage.ex_timer.load(Ordering::Relaxed);
+    let timer: sys::PEX_TIMER = storage.ex_timer.load(Ordering::Relaxed).cast();
     let tag = storage.node.tag();
     // SAFETY: `timer` is this storage's EX_TIMER, deleted only here; Cancel + Wait at
     // PASSIVE_LEVEL (<= APC_LEVEL is required for Wait) returns once no callback runs.
@@ -238,6 +247,7 @@ unsafe extern "C" fn hr_timer_callback<C: TimerCallback>(
     }
     // SAFETY: the kernel runs EX_TIMER callbacks at DISPATCH_LEVEL until they return; the
     // token is only lent by reference for the call.
+    // INVARIANT (DispatchLevel): the token lives in this frame and is only lent by reference.
     let irql = unsafe { DispatchLevel::new_unchecked() };
     storage.callback.expired(&irql);
 }

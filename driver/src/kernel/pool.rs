@@ -25,13 +25,13 @@ pub struct PoolTag(u32);
 
 impl PoolTag {
     /// The tag that reads as `chars` in debuggers and pool tools (which print the tag's
-    /// little-endian bytes in order).
+    /// little-endian bytes in order). Any IRQL.
     #[must_use]
     pub const fn new(chars: [u8; 4]) -> Self {
         Self(u32::from_le_bytes(chars))
     }
 
-    /// The tag as the `ULONG` the pool routines take.
+    /// The tag as the `ULONG` the pool routines take. Any IRQL.
     #[must_use]
     pub const fn as_u32(self) -> u32 {
         self.0

@@ -44,6 +44,7 @@ impl<T> SpinLock<T> {
         let lock = UnsafeCell::new(0);
         // SAFETY: `lock` is valid for writes; initialising it is legal at any IRQL.
         unsafe { sys::KeInitializeSpinLock(lock.get()) };
+        // INVARIANT: no guard exists yet; the only way to one is through `lock`/`lock_at_dpc`.
         Self {
             lock,
             value: UnsafeCell::new(value),
@@ -56,6 +57,8 @@ impl<T> SpinLock<T> {
         // SAFETY: `lock` was initialised in `new` and is not moved while held (the guard
         // borrows self); safe code runs at IRQL <= DISPATCH_LEVEL.
         let previous_irql = unsafe { sys::KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
+        // INVARIANT: this thread now holds the lock at DISPATCH_LEVEL; `previous_irql` is
+        // what the release must restore.
         SpinLockGuard {
             lock: self,
             previous_irql,
@@ -72,6 +75,7 @@ impl<T> SpinLock<T> {
         // SAFETY: `irql` proves the processor is at DISPATCH_LEVEL, the routine's
         // requirement; `lock` was initialised in `new` and is not moved while held.
         unsafe { sys::KeAcquireSpinLockAtDpcLevel(self.lock.get()) };
+        // INVARIANT: this thread now holds the lock, at DISPATCH_LEVEL as `irql` proves.
         SpinLockDpcGuard { lock: self, irql }
     }
 

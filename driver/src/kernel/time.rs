@@ -36,7 +36,7 @@ impl core::fmt::Display for TimeError {
 
 /// Converts a duration to 100 ns units, rounding a sub-100 ns remainder up (a timer must
 /// not fire before the time asked for), failing if the result exceeds `i64::MAX` (the
-/// kernel's `LONGLONG`). THE conversion from [`Duration`] to kernel time units.
+/// kernel's `LONGLONG`). THE conversion from [`Duration`] to kernel time units. Any IRQL.
 fn hundred_ns_from_duration(duration: Duration) -> Result<u64, TimeError> {
     let whole = duration
         .as_secs()
@@ -53,7 +53,7 @@ fn hundred_ns_from_duration(duration: Duration) -> Result<u64, TimeError> {
     }
 }
 
-/// Converts a duration to whole milliseconds, rounding a sub-millisecond remainder up.
+/// Converts a duration to whole milliseconds, rounding a sub-millisecond remainder up. Any IRQL.
 fn millis_from_duration(duration: Duration) -> Result<u64, TimeError> {
     let whole = duration
         .as_secs()
@@ -84,7 +84,7 @@ impl Interval {
         hundred_ns: i64::MAX.unsigned_abs(),
     };
 
-    /// The interval of `duration`, rounded up to a whole 100 ns.
+    /// The interval of `duration`, rounded up to a whole 100 ns. Any IRQL.
     ///
     /// # Errors
     ///
@@ -94,7 +94,7 @@ impl Interval {
         hundred_ns_from_duration(duration).map(|hundred_ns| Self { hundred_ns })
     }
 
-    /// The interval of `hundred_ns` 100 ns units.
+    /// The interval of `hundred_ns` 100 ns units. Any IRQL.
     ///
     /// # Errors
     ///
@@ -108,7 +108,7 @@ impl Interval {
         }
     }
 
-    /// The interval of `hundred_ns` 100 ns units, or [`Interval::MAX`] if that is longer.
+    /// The interval of `hundred_ns` 100 ns units, or [`Interval::MAX`] if that is longer. Any IRQL.
     #[must_use]
     pub const fn from_hundred_ns_saturating(hundred_ns: u64) -> Self {
         if hundred_ns > Self::MAX.hundred_ns {
@@ -119,13 +119,13 @@ impl Interval {
         }
     }
 
-    /// The length in 100 ns units.
+    /// The length in 100 ns units. Any IRQL.
     #[must_use]
     pub const fn as_hundred_ns(self) -> u64 {
         self.hundred_ns
     }
 
-    /// The length as a [`Duration`] (always exact).
+    /// The length as a [`Duration`] (always exact). Any IRQL.
     #[must_use]
     pub fn as_duration(self) -> Duration {
         let secs = self.hundred_ns / HUNDRED_NS_PER_SECOND;
@@ -134,7 +134,7 @@ impl Interval {
         Duration::from_secs(secs).saturating_add(Duration::from_nanos(nanos))
     }
 
-    /// The kernel's relative form: the negated 100 ns count (zero stays zero).
+    /// The kernel's relative form: the negated 100 ns count (zero stays zero). Any IRQL.
     #[must_use]
     pub(crate) fn to_kernel_relative(self) -> i64 {
         // The invariant (hundred_ns <= i64::MAX) makes the conversion and negation exact;
@@ -142,7 +142,7 @@ impl Interval {
         i64::try_from(self.hundred_ns).map_or(i64::MIN + 1, |value| -value)
     }
 
-    /// The `Period` argument of `ExSetTimer` (100 ns units, non-negative; 0 = one-shot).
+    /// The `Period` argument of `ExSetTimer` (100 ns units, non-negative; 0 = one-shot). Any IRQL.
     #[must_use]
     pub(crate) fn to_kernel_period(self) -> i64 {
         // The invariant makes this exact; the fallback is unreachable.
@@ -152,7 +152,7 @@ impl Interval {
     /// The kernel's relative form for routines that require a strictly relative (negative)
     /// due time, such as `ExSetTimer` on a high-resolution timer: like
     /// [`Self::to_kernel_relative`], but zero becomes -1 (100 ns from now), because zero
-    /// would be read as the absolute time 1601-01-01.
+    /// would be read as the absolute time 1601-01-01. Any IRQL.
     #[must_use]
     pub(crate) fn to_kernel_relative_nonzero(self) -> i64 {
         self.to_kernel_relative().min(-1)
@@ -171,7 +171,7 @@ pub struct SystemTime {
 }
 
 impl SystemTime {
-    /// The system time `hundred_ns` 100 ns units after 1601-01-01 00:00 UTC.
+    /// The system time `hundred_ns` 100 ns units after 1601-01-01 00:00 UTC. Any IRQL.
     ///
     /// # Errors
     ///
@@ -186,7 +186,7 @@ impl SystemTime {
     }
 
     /// A system time as the kernel reports it (a `LONGLONG`); a negative report, which the
-    /// kernel never makes, is clamped to the epoch.
+    /// kernel never makes, is clamped to the epoch. Any IRQL.
     #[must_use]
     pub(crate) const fn from_kernel(hundred_ns: i64) -> Self {
         // INVARIANT: a non-negative i64 is <= i64::MAX.
@@ -199,13 +199,13 @@ impl SystemTime {
         }
     }
 
-    /// 100 ns units since 1601-01-01 00:00 UTC.
+    /// 100 ns units since 1601-01-01 00:00 UTC. Any IRQL.
     #[must_use]
     pub const fn as_hundred_ns_since_1601(self) -> u64 {
         self.hundred_ns
     }
 
-    /// This time plus `interval`.
+    /// This time plus `interval`. Any IRQL.
     ///
     /// # Errors
     ///
@@ -217,7 +217,7 @@ impl SystemTime {
             .and_then(Self::from_hundred_ns_since_1601)
     }
 
-    /// The kernel's absolute form: the positive 100 ns count.
+    /// The kernel's absolute form: the positive 100 ns count. Any IRQL.
     fn to_kernel_absolute(self) -> i64 {
         // The invariant makes this exact; the fallback is unreachable.
         i64::try_from(self.hundred_ns).unwrap_or(i64::MAX)
@@ -236,7 +236,7 @@ pub enum DueTime {
 }
 
 impl DueTime {
-    /// Due `duration` from now (rounded up to 100 ns).
+    /// Due `duration` from now (rounded up to 100 ns). Any IRQL.
     ///
     /// # Errors
     ///
@@ -246,7 +246,7 @@ impl DueTime {
     }
 
     /// The `DueTime` argument of `KeSetTimerEx` and `KeSetCoalescableTimer`: negative for
-    /// relative, positive for absolute.
+    /// relative, positive for absolute. Any IRQL.
     #[must_use]
     pub(crate) fn to_kernel(self) -> i64 {
         match self {
@@ -267,7 +267,7 @@ pub struct Period {
 }
 
 impl Period {
-    /// A period of `millis` milliseconds.
+    /// A period of `millis` milliseconds. Any IRQL.
     ///
     /// # Errors
     ///
@@ -282,7 +282,7 @@ impl Period {
         }
     }
 
-    /// The period of `duration`, rounded up to a whole millisecond.
+    /// The period of `duration`, rounded up to a whole millisecond. Any IRQL.
     ///
     /// # Errors
     ///
@@ -293,13 +293,13 @@ impl Period {
         Self::from_millis(millis)
     }
 
-    /// The period in milliseconds.
+    /// The period in milliseconds. Any IRQL.
     #[must_use]
     pub const fn as_millis(self) -> u32 {
         self.millis.get()
     }
 
-    /// The `Period` argument of `KeSetTimerEx` (a `LONG`).
+    /// The `Period` argument of `KeSetTimerEx` (a `LONG`). Any IRQL.
     #[must_use]
     pub(crate) fn to_kernel(self) -> i32 {
         // The invariant makes this exact; the fallback is unreachable.
@@ -318,13 +318,13 @@ impl TolerableDelay {
     /// No delay allowed.
     pub const NONE: Self = Self { millis: 0 };
 
-    /// A tolerable delay of `millis` milliseconds.
+    /// A tolerable delay of `millis` milliseconds. Any IRQL.
     #[must_use]
     pub const fn from_millis(millis: u32) -> Self {
         Self { millis }
     }
 
-    /// The tolerable delay of `duration`, rounded up to a whole millisecond.
+    /// The tolerable delay of `duration`, rounded up to a whole millisecond. Any IRQL.
     ///
     /// # Errors
     ///
@@ -336,7 +336,7 @@ impl TolerableDelay {
             .map_err(|_| TimeError::OutOfRange)
     }
 
-    /// The delay in milliseconds (also the kernel's `TolerableDelay` argument).
+    /// The delay in milliseconds (also the kernel's `TolerableDelay` argument). Any IRQL.
     #[must_use]
     pub const fn as_millis(self) -> u32 {
         self.millis

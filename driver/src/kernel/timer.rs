@@ -76,7 +76,11 @@ use super::time::{DueTime, Interval, Period, TolerableDelay};
 /// possibly on several processors at once for a periodic timer (a run can still be going
 /// when the next one starts): it must not block, wait or touch pageable memory, and should
 /// be short. `Send + Sync + 'static` because it runs on other processors and outlives any
-/// stack frame.
+/// stack frame. It must not panic: in the kernel a panic is a bug check. It lives in the
+/// timer's pool block, so its alignment may not exceed [`POOL_ALIGNMENT`](super::pool::POOL_ALIGNMENT)
+/// (checked at compile time). Once a timer owns it, its `Drop` runs at `PASSIVE_LEVEL` (a timer
+/// dropped above that keeps its callback until the deferred reclaim); if `new` fails, `new`
+/// drops it at the caller's IRQL.
 pub trait TimerCallback: Send + Sync + 'static {
     /// The timer expired. `irql` proves `DISPATCH_LEVEL`: it opens DPC-level spin locks
     /// ([`SpinLock::lock_at_dpc`](super::spin_lock::SpinLock::lock_at_dpc)) and cannot be
@@ -87,6 +91,7 @@ pub trait TimerCallback: Send + Sync + 'static {
 /// A shared callback: lets the owner keep a handle on the callback's state (counters,
 /// queues) that outlives the timer.
 impl<T: TimerCallback + ?Sized> TimerCallback for Arc<T> {
+    /// `DISPATCH_LEVEL`.
     fn expired(&self, irql: &DispatchLevel) {
         T::expired(self, irql);
     }
@@ -102,6 +107,7 @@ pub enum TimerKind {
 }
 
 impl TimerKind {
+    /// Any IRQL.
     fn to_kernel(self) -> sys::TIMER_TYPE {
         match self {
             Self::Notification => sys::_TIMER_TYPE::NotificationTimer,
@@ -149,10 +155,12 @@ struct TimerStorage<C> {
 }
 
 impl<C> TimerStorage<C> {
+    /// Any IRQL.
     fn timer_ptr(&self) -> sys::PKTIMER {
         self.timer.get().cast()
     }
 
+    /// Any IRQL.
     fn dpc_ptr(&self) -> sys::PKDPC {
         self.dpc.get().cast()
     }
@@ -219,6 +227,7 @@ impl<C: TimerCallback> Timer<C> {
         })
     }
 
+    /// Any IRQL.
     fn storage(&self) -> &TimerStorage<C> {
         &self.storage
     }
@@ -237,6 +246,7 @@ impl<C: TimerCallback> Timer<C> {
         self.set(due, period.to_kernel())
     }
 
+    /// IRQL <= `DISPATCH_LEVEL`.
     fn set(&self, due: DueTime, period_ms: sys::LONG) -> bool {
         let storage = self.storage();
         let due = sys::LARGE_INTEGER {
@@ -412,6 +422,7 @@ unsafe extern "C" fn timer_dpc<C: TimerCallback>(
     }
     // SAFETY: the kernel runs DPC routines at DISPATCH_LEVEL, and stays there until this
     // routine returns; the token is only lent by reference for the call.
+    // INVARIANT (DispatchLevel): the token lives in this frame and is only lent by reference.
     let irql = unsafe { DispatchLevel::new_unchecked() };
     storage.callback.expired(&irql);
 }

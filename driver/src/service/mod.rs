@@ -10,10 +10,16 @@
 //! Allocation happens only at `PASSIVE_LEVEL`: when the service is created, when a handle is
 //! opened (id table, ring, wait list, all at their limits) and when a timer is created (its
 //! kernel storage). The expiry path (`DISPATCH_LEVEL`) allocates nothing: it updates the
-//! timer's statistics, pushes one record into the ring and completes satisfied waits.
+//! timer's statistics, pushes one record into the ring and completes satisfied waits
+//! (`driver/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
+//! `STATUS_INSUFFICIENT_RESOURCES`, except the handle's small shared core (`Arc::new`: stable
+//! Rust has no fallible `Arc` allocation), whose failure would reach the global allocator's
+//! error handler.
 //!
 //! Locks: the registry lock and a handle's lock are never held together, and nothing is
-//! completed or dropped-with-flush while a lock is held.
+//! completed while a lock is held. A timer dropped under a handle's lock (cleanup) is only
+//! stopped there; the safe kernel layer defers its flush and free to `reclaim_deferred`, which
+//! cleanup and unload call at `PASSIVE_LEVEL` after releasing the lock.
 
 pub mod armed;
 pub mod ids;
@@ -621,7 +627,7 @@ impl<R: IoRequest> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let now =
             i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
-        {
+        let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
             let state = &mut *guard;
             if state.closing {
@@ -658,8 +664,12 @@ impl<R: IoRequest> HandleCore<R> {
                 expirations: u32::try_from(run.covered).unwrap_or(u32::MAX),
                 reserved: 0,
             });
+            !state.waits.is_empty()
+        };
+        // Without parked waits there is nothing to complete: no second lock.
+        if waiters {
+            self.complete_ready_waits(irql);
         }
-        self.complete_ready_waits(irql);
     }
 
     /// Completes, oldest first, every parked wait the ring's records satisfy: claim, fill,
@@ -745,8 +755,10 @@ impl<R: IoRequest> FileHandle<R> {
     /// `EvtIoDeviceControl`, the cancel routine, `EvtFileCleanup`). Any IRQL.
     ///
     /// # Safety
-    /// As [`FileHandle::from_raw`], and the stored value must not be taken back while the
-    /// returned borrow is in use.
+    /// `raw` came from [`FileHandle::into_raw`] of a `FileHandle<R>` (same `R`) and is not
+    /// taken back with [`FileHandle::from_raw`] while the returned value is in use; the
+    /// returned value is only borrowed from (never `ManuallyDrop::into_inner`ed or dropped
+    /// through `ManuallyDrop::drop`), so the stored reference stays the only owner.
     #[must_use]
     pub unsafe fn borrow_raw(raw: *mut c_void) -> ManuallyDrop<Self> {
         // SAFETY: forwarded contract; `ManuallyDrop` keeps the stored reference count as it is.

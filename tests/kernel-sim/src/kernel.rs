@@ -1344,7 +1344,11 @@ impl Inner {
                 }
                 return st;
             }
-            if st.shutdown || Self::drained_below(&st, limit) {
+            // A full dispatch also lets every waiter released so far leave its wait, so what
+            // follows the call does not race with the released threads' return.
+            let waiters_pending =
+                limit == u64::MAX && st.waiters.iter().any(|w| w.outcome.is_some());
+            if st.shutdown || (Self::drained_below(&st, limit) && !waiters_pending) {
                 break;
             }
             if let Some(bug_check) = self.watchdog(&st) {
@@ -1498,6 +1502,10 @@ impl Inner {
             drop(st);
             std::panic::panic_any(bug_check);
         }
+        if run_dpcs {
+            // DPCs queued since the last dispatch (e.g. by KeInsertQueueDpc) run first.
+            st = self.wait_idle(st, u64::MAX, true);
+        }
         let increment = self.increment();
         let target = st.now.saturating_add(to_units(duration));
         loop {
@@ -1601,11 +1609,18 @@ impl Inner {
         }
         st.scratch = due;
         // Waits time out on clock ticks.
-        for waiter in &mut st.waiters {
+        let mut index = 0;
+        while index < st.waiters.len() {
+            let waiter = &mut st.waiters[index];
+            index += 1;
             if waiter.outcome.is_none()
                 && waiter.deadline.is_some_and(|d| d.interrupt(offset) <= tick)
             {
                 waiter.outcome = Some(STATUS_TIMEOUT);
+                let timer = waiter.timer;
+                if let Some(id) = st.timers.get(&timer).map(|t| t.id) {
+                    self.trace(st, Event::WaitTimedOut { timer: id });
+                }
             }
         }
     }
@@ -2072,7 +2087,7 @@ impl Inner {
                 let busy = st
                     .ex_timers
                     .get(&addr)
-                    .is_some_and(|t| t.queued.is_some() || t.running > 0 || t.set.is_some());
+                    .is_some_and(|t| t.queued.is_some() || t.running > 0);
                 if !busy || st.shutdown || st.bug_check.is_some() {
                     break;
                 }

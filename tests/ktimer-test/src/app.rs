@@ -40,38 +40,44 @@ fn real_time_slack(sim: bool) -> Duration {
     }
 }
 
-/// Runs the program with `args` (without the program name); returns the exit code.
+/// Runs the program with `args` (without the program name), printing the report to `out`
+/// and diagnostics to `err`; returns the exit code.
 #[must_use]
-pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> u8 {
+pub fn main(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> u8 {
+    // Output errors (a closed pipe) cannot be reported anywhere better: ignored.
     let names = scenario::names();
     match cli::parse(args, &names) {
         Err(error) => {
-            eprintln!("ktimer-test: {error}\n\n{}", cli::usage());
+            let _ = writeln!(err, "ktimer-test: {error}\n\n{}", cli::usage());
             EXIT_USAGE
         }
         Ok(Command::Help) => {
-            print!("{}", cli::usage());
+            let _ = write!(out, "{}", cli::usage());
             EXIT_PASSED
         }
         Ok(Command::List) => {
             for scenario in scenario::all() {
-                println!("{:<26} {}", scenario.name, scenario.summary);
+                let _ = writeln!(out, "{:<26} {}", scenario.name, scenario.summary);
             }
             EXIT_PASSED
         }
-        Ok(Command::Run(options)) => run(&options),
+        Ok(Command::Run(options)) => run(&options, out, err),
     }
 }
 
-fn run(options: &RunOptions) -> u8 {
+fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> u8 {
     let backend = match open_backend(options.sim) {
         Ok(backend) => backend,
         Err(OpenError::NotFound(line)) => {
-            eprintln!("ktimer-test: {line}");
+            let _ = writeln!(err, "ktimer-test: {line}");
             return EXIT_NO_DEVICE;
         }
         Err(OpenError::Failed(line)) => {
-            eprintln!("ktimer-test: {line}");
+            let _ = writeln!(err, "ktimer-test: {line}");
             return EXIT_DEVICE_ERROR;
         }
     };
@@ -115,12 +121,12 @@ fn run(options: &RunOptions) -> u8 {
             None => ran.next(),
         })
         .collect();
-    if options.json {
-        println!("{}", report.to_json());
+    let _ = if options.json {
+        writeln!(out, "{}", report.to_json())
     } else {
-        print!("{}", report.to_text());
-    }
-    if report.failed() == 0 {
+        write!(out, "{}", report.to_text())
+    };
+    if report.success() {
         EXIT_PASSED
     } else {
         EXIT_FAILED
@@ -143,7 +149,7 @@ fn device_backend() -> Result<Backend, OpenError> {
     let device = crate::windows::WindowsDevice::locate()?;
     Ok(Backend {
         device: Box::new(device),
-        clock: Box::new(crate::clock::RealClock::new()),
+        clock: Box::new(crate::clock::RealClock),
     })
 }
 
@@ -156,8 +162,9 @@ fn device_backend() -> Result<Backend, OpenError> {
     ))
 }
 
-/// Runs `scenarios` on `backend` and builds the report. In virtual time the user-mode
-/// comparison timer is not used (it cannot follow a virtual clock).
+/// Runs `scenarios` on `backend`, then unloads the driver where the backend can check the
+/// unload, and builds the report. In virtual time the user-mode comparison timer is not used
+/// (it cannot follow a virtual clock).
 #[must_use]
 pub fn run_scenarios(
     backend: &Backend,
@@ -193,10 +200,12 @@ pub fn run_scenarios(
         };
         results.push(scenario::run_one(scenario, &env));
     }
+    let unload = backend.device.unload();
     Report {
         backend: backend.device.describe(),
         driver,
         results,
+        unload,
     }
 }
 
@@ -239,5 +248,109 @@ impl Progress {
             let _ = write!(stderr, "\r\x1b[2K");
             let _ = stderr.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The program's command-line contract, in-process: usage errors exit 2 with the usage
+    //! text, `--list` and `--help` exit 0, a missing device exits 3 with one line.
+
+    use super::*;
+
+    /// Runs the program; returns (exit code, stdout, stderr).
+    fn run(args: &[&str]) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = main(
+            args.iter().map(std::ffi::OsString::from),
+            &mut out,
+            &mut err,
+        );
+        (
+            code,
+            String::from_utf8_lossy(&out).into(),
+            String::from_utf8_lossy(&err).into(),
+        )
+    }
+
+    #[test]
+    fn unknown_flag_prints_usage_and_exits_2() {
+        let (code, out, err) = run(&["--frobnicate"]);
+        assert_eq!(code, EXIT_USAGE);
+        assert!(
+            err.starts_with("ktimer-test: unknown argument: --frobnicate\n"),
+            "{err}"
+        );
+        assert!(err.contains("usage: ktimer-test"), "{err}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn unknown_scenario_prints_usage_and_exits_2() {
+        let (code, out, err) = run(&["--sim", "--scenario", "no-such-scenario"]);
+        assert_eq!(code, EXIT_USAGE);
+        assert!(err.contains("unknown scenario: no-such-scenario"), "{err}");
+        assert!(err.contains("usage: ktimer-test"), "{err}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn missing_scenario_name_exits_2() {
+        assert_eq!(run(&["--scenario"]).0, EXIT_USAGE);
+    }
+
+    #[test]
+    fn list_names_every_scenario_and_exits_0() {
+        let (code, out, _) = run(&["--list"]);
+        assert_eq!(code, EXIT_PASSED);
+        let names: Vec<&str> = out
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .collect();
+        assert_eq!(names, scenario::names());
+        assert_eq!(names.len(), 17);
+    }
+
+    #[test]
+    fn help_exits_0() {
+        let (code, out, _) = run(&["--help"]);
+        assert_eq!(code, EXIT_PASSED);
+        assert!(out.starts_with("usage: ktimer-test"));
+        assert!(out.contains("3 no ktimer device"));
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn no_device_outside_windows_exits_3_with_one_line() {
+        let (code, out, err) = run(&[]);
+        assert_eq!(code, EXIT_NO_DEVICE);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("--sim"), "{err}");
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_selected_scenario_runs_on_the_simulator_and_exits_0() {
+        // Real time, but the handshake lets no time pass.
+        let (code, out, err) = run(&["--sim", "--quiet", "--scenario", "handshake"]);
+        assert_eq!(code, EXIT_PASSED, "{out}{err}");
+        assert!(out.contains("result: 1 passed, 0 failed"), "{out}");
+        assert!(
+            out.contains("unload: driver unloaded: no bug check, no leaked pool"),
+            "{out}"
+        );
+        assert!(err.is_empty(), "{err}");
+    }
+
+    #[test]
+    fn json_output_is_one_object() {
+        let (code, out, _) = run(&["--sim", "--json", "-q", "--scenario=handshake"]);
+        assert_eq!(code, EXIT_PASSED);
+        assert!(out.starts_with("{\"backend\":\"simulator"), "{out}");
+        assert!(out.trim_end().ends_with('}'), "{out}");
+        assert!(
+            out.contains("\"success\":true,\"passed\":1,\"failed\":0"),
+            "{out}"
+        );
     }
 }

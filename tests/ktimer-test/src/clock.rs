@@ -3,7 +3,7 @@
 //! real-time clock (sleep), and the simulator on its virtual clock in `cargo test` (advance
 //! the clock deterministically, no sleeping).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::device::{Completion, PendingRequest};
 
@@ -14,10 +14,6 @@ pub trait Clock {
 
     /// Whether time only moves when [`Clock::let_pass`] is called (virtual time).
     fn is_virtual(&self) -> bool;
-
-    /// The current system time in 100 ns units since 1601-01-01 (the base of absolute due
-    /// times), on the device's clock.
-    fn system_time(&self) -> i64;
 
     /// Waits up to `limit` of device time for `request` to complete.
     ///
@@ -48,28 +44,8 @@ pub trait Clock {
 }
 
 /// Wall-clock time for a real device: sleeping lets time pass.
-#[derive(Debug)]
-pub struct RealClock {
-    started: Instant,
-    started_system_time: i64,
-}
-
-impl RealClock {
-    /// A real clock anchored at the host's current system time.
-    #[must_use]
-    pub fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            started_system_time: host_system_time(),
-        }
-    }
-}
-
-impl Default for RealClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+#[derive(Debug, Default)]
+pub struct RealClock;
 
 impl Clock for RealClock {
     fn let_pass(&self, duration: Duration) {
@@ -79,25 +55,6 @@ impl Clock for RealClock {
     fn is_virtual(&self) -> bool {
         false
     }
-
-    fn system_time(&self) -> i64 {
-        // Monotonic from the anchor, so absolute due times do not jump with NTP steps
-        // made while the run is in progress.
-        self.started_system_time
-            .saturating_add(units_100ns(self.started.elapsed()))
-    }
-}
-
-/// 100 ns units between 1601-01-01 and the Unix epoch.
-const UNIX_EPOCH_AS_SYSTEM_TIME: i64 = 116_444_736_000_000_000;
-
-/// The host's system time in Windows' format (100 ns since 1601-01-01).
-#[must_use]
-pub fn host_system_time() -> i64 {
-    let since_unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    UNIX_EPOCH_AS_SYSTEM_TIME.saturating_add(units_100ns(since_unix))
 }
 
 /// A duration in 100 ns units (the kernel's time unit), saturating.
@@ -121,11 +78,5 @@ mod tests {
         assert_eq!(units_100ns(Duration::from_millis(15)), 150_000);
         assert_eq!(from_100ns(156_250), Duration::from_micros(15_625));
         assert_eq!(from_100ns(-5), Duration::ZERO);
-    }
-
-    #[test]
-    fn host_system_time_is_after_2020() {
-        // 2020-01-01 in 100 ns since 1601.
-        assert!(host_system_time() > 132_223_104_000_000_000);
     }
 }

@@ -85,6 +85,13 @@ pub trait Device {
 
     /// One line naming the backend and device, for the report.
     fn describe(&self) -> String;
+
+    /// Unloads the driver and checks the unload, where the backend can (the simulator:
+    /// the verifier's leak check). `None` where it cannot (a real device stays loaded).
+    /// After this, the device serves no more requests.
+    fn unload(&self) -> Option<Result<String, String>> {
+        None
+    }
 }
 
 /// One open handle on the device.

@@ -3,5 +3,10 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    ExitCode::from(ktimer_test::app::main(std::env::args_os().skip(1)))
+    let code = ktimer_test::app::main(
+        std::env::args_os().skip(1),
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+    );
+    ExitCode::from(code)
 }

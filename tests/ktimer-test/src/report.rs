@@ -18,6 +18,8 @@ pub struct Report {
     pub driver: Option<String>,
     /// One result per scenario, in run order.
     pub results: Vec<ScenarioResult>,
+    /// The driver's unload after the run, where the backend can check it (simulator).
+    pub unload: Option<Result<String, String>>,
 }
 
 impl Report {
@@ -40,6 +42,12 @@ impl Report {
     #[must_use]
     pub fn skipped(&self) -> usize {
         self.results.iter().filter(|result| result.skipped).count()
+    }
+
+    /// Whether every scenario passed and the unload (if checked) was clean.
+    #[must_use]
+    pub fn success(&self) -> bool {
+        self.failed() == 0 && !matches!(self.unload, Some(Err(_)))
     }
 
     /// The human-readable report.
@@ -111,6 +119,15 @@ impl Report {
             out.push_str(&comparison_text(comparison));
         }
         let _ = writeln!(out);
+        match &self.unload {
+            Some(Ok(detail)) => {
+                let _ = writeln!(out, "unload: {detail}");
+            }
+            Some(Err(problem)) => {
+                let _ = writeln!(out, "unload FAILED: {problem}");
+            }
+            None => {}
+        }
         let _ = write!(
             out,
             "result: {} passed, {} failed",
@@ -135,6 +152,7 @@ impl Report {
             Some(driver) => json.string(driver),
             None => json.null(),
         };
+        json.key("success").bool(self.success());
         json.key("passed").int(count_i128(self.passed()));
         json.key("failed").int(count_i128(self.failed()));
         json.key("skipped").int(count_i128(self.skipped()));
@@ -164,6 +182,19 @@ impl Report {
             json.end_object();
         }
         json.end_array();
+        json.key("unload");
+        match &self.unload {
+            Some(outcome) => {
+                json.begin_object();
+                json.key("clean").bool(outcome.is_ok());
+                json.key("detail")
+                    .string(outcome.as_ref().unwrap_or_else(|problem| problem));
+                json.end_object();
+            }
+            None => {
+                json.null();
+            }
+        }
         json.end_object();
         json.finish()
     }
@@ -332,6 +363,7 @@ mod tests {
             backend: "test".into(),
             driver: Some("0.1.0".into()),
             results: vec![result("alpha", true), result("beta", false)],
+            unload: Some(Ok("clean".into())),
         };
         let text = report.to_text();
         assert!(text.lines().any(|line| line.starts_with("alpha")
@@ -343,7 +375,8 @@ mod tests {
                 .any(|line| line.starts_with("beta") && line.contains("FAIL"))
         );
         assert!(text.contains("FAIL beta: beta reason"));
-        assert!(text.ends_with("result: 1 passed, 1 failed\n"));
+        assert!(text.ends_with("unload: clean\nresult: 1 passed, 1 failed\n"));
+        assert!(!report.success());
     }
 
     #[test]
@@ -356,6 +389,7 @@ mod tests {
             backend: "test".into(),
             driver: None,
             results: vec![result("alpha", true), skipped],
+            unload: None,
         };
         assert_eq!(
             (report.passed(), report.failed(), report.skipped()),
@@ -381,13 +415,14 @@ mod tests {
             backend: "b".into(),
             driver: None,
             results: vec![result("alpha", true)],
+            unload: Some(Err("leak".into())),
         };
         let json = report.to_json();
         assert!(json.starts_with(
-            r#"{"backend":"b","driver":null,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
+            r#"{"backend":"b","driver":null,"success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
         ));
         assert!(json.contains(r#""lateness_us":{"samples":3,"min":1000.000,"p50":2000.000,"p99":15625.000,"max":15625.000}"#));
         assert!(json.contains(r#""expected":3,"observed":3"#));
-        assert!(json.ends_with(r#""comparison":null}]}"#));
+        assert!(json.ends_with(r#""comparison":null}],"unload":{"clean":false,"detail":"leak"}}"#));
     }
 }

@@ -14,8 +14,10 @@ use crate::stats::format_ms;
 
 /// How early or late an expiration may be, in 100 ns units.
 ///
-/// The kernel rule: a timer may fire up to one clock tick early or late. In real time the
-/// host may also delay the DPC (scheduling): [`Env::slack`] is added to the late side.
+/// Three terms: the kernel rule (a timer may fire up to one clock tick early or late); the
+/// precision of the driver's own time base (it dates an arming with `KeQueryInterruptTime`,
+/// which advances once a tick, so the due time it reports may lie up to a tick before the
+/// one the kernel uses); and, in real time, [`Env::slack`] for host scheduling delays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tolerance {
     /// Largest allowed earliness (positive number).
@@ -25,13 +27,30 @@ pub struct Tolerance {
 }
 
 impl Tolerance {
-    /// One tick either way, plus the environment's slack on the late side.
+    /// A tick-driven timer: one tick early, two ticks late (kernel rule + time base), plus
+    /// the environment's slack on the late side.
     #[must_use]
     pub fn kernel(info: &InfoResponse, env: &Env<'_>) -> Self {
         let tick = i64::from(info.clock_increment);
         Self {
             early: tick,
-            late: tick.saturating_add(units_100ns(env.slack)),
+            late: tick
+                .saturating_mul(2)
+                .saturating_add(units_100ns(env.slack)),
+        }
+    }
+
+    /// A high-resolution timer: never early; late by the driver's time-base precision (one
+    /// tick) plus a quarter tick, plus the environment's slack. A tick-driven timer armed
+    /// on a tick and due half a tick later would be half a tick late.
+    #[must_use]
+    pub fn high_resolution(info: &InfoResponse, env: &Env<'_>) -> Self {
+        let tick = i64::from(info.clock_increment);
+        Self {
+            early: 0,
+            late: tick
+                .saturating_add(tick / 4)
+                .saturating_add(units_100ns(env.slack)),
         }
     }
 

@@ -7,6 +7,8 @@
 
 mod checks;
 mod scenarios;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,374 @@
+//! Tests: every scenario against the driver's service on the kernel simulator in virtual time:
+//! deterministic (time moves only when a scenario lets it pass) and fast. Each test checks
+//! the scenario passed with the exact counts virtual time makes certain, and that the
+//! driver then unloads with no bug check and no leaked pool.
+//!
+//! The last tests tamper with what the driver returns (records dropped, a status changed, a
+//! clock that lies) and check that the scenarios notice: a scenario that cannot fail would
+//! prove nothing.
+
+use std::time::Duration;
+
+use crate::app::{Backend, Progress, run_scenarios};
+use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
+use crate::scenario::{self, Env, ScenarioResult};
+use crate::sim::virtual_backend;
+use ktimer_abi::ExpiryRecord;
+use ktimer_abi::codec::{WaitBatch, encode_wait_response, wait_response_len};
+use ktimer_abi::ioctl::IOCTL_KTIMER_WAIT;
+use ktimer_abi::status::{STATUS_INVALID_HANDLE, STATUS_NOT_FOUND};
+
+/// The simulator's default tick (15.625 ms) in 100 ns units.
+const TICK: i64 = 156_250;
+
+fn backend() -> Backend {
+    virtual_backend().expect("the simulated driver loads")
+}
+
+fn run_on(backend: &Backend, name: &str) -> ScenarioResult {
+    let scenario = scenario::find(name).expect("scenario exists");
+    let env = Env {
+        device: backend.device.as_ref(),
+        clock: backend.clock.as_ref(),
+        user_timer: None,
+        slack: Duration::ZERO,
+        progress: &|_| {},
+    };
+    scenario::run_one(scenario, &env)
+}
+
+/// Runs `name` on a fresh simulated driver, checks it passed and that the driver unloads
+/// cleanly, and returns its result.
+fn passes(name: &str) -> ScenarioResult {
+    let backend = backend();
+    let result = run_on(&backend, name);
+    assert!(result.passed, "{name} failed: {}", result.reason);
+    let unload = backend
+        .device
+        .unload()
+        .expect("the simulator checks unload");
+    assert!(unload.is_ok(), "{name}: {unload:?}");
+    result
+}
+
+fn counts(result: &ScenarioResult) -> (Option<u64>, Option<u64>) {
+    (result.expected, result.observed)
+}
+
+#[test]
+fn handshake() {
+    let result = passes("handshake");
+    assert!(result.reason.contains("ABI 1"), "{}", result.reason);
+    assert!(
+        result.reason.contains("tick 15.625 ms"),
+        "{}",
+        result.reason
+    );
+}
+
+#[test]
+fn one_shot_relative() {
+    let result = passes("one-shot-relative");
+    assert_eq!(counts(&result), (Some(1), Some(1)));
+    let lateness = result.lateness.expect("one sample");
+    assert_eq!(lateness.samples, 1);
+    assert!((0..TICK).contains(&lateness.max), "{lateness:?}");
+}
+
+#[test]
+fn one_shot_absolute() {
+    let result = passes("one-shot-absolute");
+    assert_eq!(counts(&result), (Some(1), Some(1)));
+    let lateness = result.lateness.expect("one sample");
+    assert!((-TICK..TICK).contains(&lateness.max), "{lateness:?}");
+}
+
+#[test]
+fn periodic() {
+    let result = passes("periodic");
+    assert_eq!(counts(&result), (Some(25), Some(25)));
+    let lateness = result.lateness.expect("samples");
+    assert_eq!(lateness.samples, 25);
+    assert!(lateness.min >= -TICK && lateness.max < TICK, "{lateness:?}");
+    // No user-mode timer in virtual time: no comparison.
+    assert!(result.comparison.is_none());
+}
+
+#[test]
+fn cancel_before_expiry() {
+    assert_eq!(counts(&passes("cancel-before-expiry")), (Some(0), Some(0)));
+}
+
+#[test]
+fn cancel_periodic() {
+    assert_eq!(counts(&passes("cancel-periodic")), (Some(0), Some(0)));
+}
+
+#[test]
+fn re_arm() {
+    assert_eq!(counts(&passes("re-arm")), (Some(2), Some(2)));
+}
+
+#[test]
+fn signaled_state() {
+    assert_eq!(counts(&passes("signaled-state")), (Some(2), Some(2)));
+}
+
+#[test]
+fn coalescable() {
+    assert_eq!(counts(&passes("coalescable")), (Some(1), Some(1)));
+}
+
+#[test]
+fn high_resolution() {
+    let result = passes("high-resolution");
+    assert_eq!(counts(&result), (Some(1), Some(1)));
+    // Armed on a tick (virtual time starts at 0) and due half a tick after one: a
+    // tick-driven timer would be half a tick late; this one fires at its due time.
+    let lateness = result.lateness.expect("one sample");
+    assert!((0..TICK / 4).contains(&lateness.max), "{lateness:?}");
+}
+
+#[test]
+fn concurrent_thousand() {
+    let result = passes("concurrent-1000");
+    assert_eq!(counts(&result), (Some(1000), Some(1000)));
+    assert_eq!(result.lateness.expect("samples").samples, 1000);
+}
+
+#[test]
+fn batched_waits() {
+    assert_eq!(counts(&passes("batched-waits")), (Some(8), Some(8)));
+}
+
+#[test]
+fn overrun() {
+    let result = passes("overrun");
+    let (expected, observed) = counts(&result);
+    assert_eq!(expected, observed);
+    assert!(expected > Some(4096), "{result:?}");
+}
+
+#[test]
+fn handle_isolation() {
+    passes("handle-isolation");
+}
+
+#[test]
+fn close_with_pending_waits() {
+    passes("close-with-pending-waits");
+}
+
+#[test]
+fn bad_input() {
+    let result = passes("bad-input");
+    assert!(result.reason.starts_with("all "), "{}", result.reason);
+}
+
+#[test]
+fn limits() {
+    let result = passes("limits");
+    assert!(result.reason.contains("1024 timers"), "{}", result.reason);
+}
+
+/// The whole program path (report included) on one simulated driver, every scenario.
+#[test]
+fn every_scenario_passes_in_one_run_and_the_report_says_so() {
+    let backend = backend();
+    let all: Vec<_> = scenario::all().iter().collect();
+    let report = run_scenarios(&backend, &all, None, Duration::ZERO, &Progress::new(false));
+    let failures: Vec<_> = report
+        .results
+        .iter()
+        .filter(|result| !result.passed)
+        .map(|result| format!("{}: {}", result.name, result.reason))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(report.results.len(), scenario::names().len());
+    assert!(report.success());
+    assert!(matches!(report.unload, Some(Ok(_))), "{:?}", report.unload);
+    let json = report.to_json();
+    assert!(
+        json.contains(r#""success":true,"passed":17,"failed":0"#),
+        "{json}"
+    );
+}
+
+// ---- the scenarios notice a misbehaving driver ----------------------------------------------
+
+/// What a tampering wrapper does to the driver's answers.
+#[derive(Clone, Copy)]
+enum Tamper {
+    /// Every wait completes with its records removed.
+    DropRecords,
+    /// Every record reports its timer two ticks later than it fired.
+    LateByTwoTicks,
+    /// `STATUS_NOT_FOUND` is reported as `STATUS_INVALID_HANDLE`.
+    StaleAsForeign,
+}
+
+struct TamperDevice {
+    inner: Box<dyn Device>,
+    tamper: Tamper,
+}
+
+struct TamperHandle {
+    inner: Box<dyn Handle>,
+    tamper: Tamper,
+}
+
+struct TamperRequest {
+    inner: Box<dyn PendingRequest>,
+    tamper: Tamper,
+    is_wait: bool,
+}
+
+impl Device for TamperDevice {
+    fn open(&self) -> Result<Box<dyn Handle>, OpenError> {
+        Ok(Box::new(TamperHandle {
+            inner: self.inner.open()?,
+            tamper: self.tamper,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        "tampered".into()
+    }
+
+    fn unload(&self) -> Option<Result<String, String>> {
+        self.inner.unload()
+    }
+}
+
+fn tamper_failure(tamper: Tamper, failure: IoFailure) -> IoFailure {
+    match (tamper, failure) {
+        (Tamper::StaleAsForeign, IoFailure::Status(STATUS_NOT_FOUND)) => {
+            IoFailure::Status(STATUS_INVALID_HANDLE)
+        }
+        _ => failure,
+    }
+}
+
+impl Handle for TamperHandle {
+    fn control(&self, code: u32, input: &[u8], output: &mut [u8]) -> Result<usize, IoFailure> {
+        self.inner
+            .control(code, input, output)
+            .map_err(|failure| tamper_failure(self.tamper, failure))
+    }
+
+    fn submit(
+        &self,
+        code: u32,
+        input: &[u8],
+        output_len: usize,
+    ) -> Result<Box<dyn PendingRequest>, IoFailure> {
+        let inner = self.inner.submit(code, input, output_len)?;
+        Ok(Box::new(TamperRequest {
+            inner,
+            tamper: self.tamper,
+            is_wait: code == IOCTL_KTIMER_WAIT,
+        }))
+    }
+
+    fn close(self: Box<Self>) {
+        self.inner.close();
+    }
+}
+
+impl PendingRequest for TamperRequest {
+    fn wait(&mut self, timeout: Duration) -> Option<Completion> {
+        let completion = self.inner.wait(timeout)?;
+        Some(match (self.tamper, completion) {
+            (Tamper::DropRecords | Tamper::LateByTwoTicks, Completion::Done(bytes))
+                if self.is_wait =>
+            {
+                let batch = WaitBatch::decode(&bytes).expect("the driver's response decodes");
+                let records: Vec<ExpiryRecord> = match self.tamper {
+                    Tamper::LateByTwoTicks => batch
+                        .records()
+                        .map(|record| ExpiryRecord {
+                            fire_time: record.fire_time + 2 * TICK,
+                            lateness: record.lateness + 2 * TICK,
+                            ..record
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let mut out = vec![0; wait_response_len(records.len().max(1)).expect("small")];
+                let (_, written) =
+                    encode_wait_response(batch.response.overruns, records.into_iter(), &mut out)
+                        .expect("room for the records");
+                out.truncate(written);
+                Completion::Done(out)
+            }
+            (tamper, Completion::Failed(failure)) => {
+                Completion::Failed(tamper_failure(tamper, failure))
+            }
+            (_, done) => done,
+        })
+    }
+
+    fn cancel(&self) {
+        self.inner.cancel();
+    }
+}
+
+fn run_tampered(name: &str, tamper: Tamper) -> ScenarioResult {
+    let real = backend();
+    let tampered = Backend {
+        device: Box::new(TamperDevice {
+            inner: real.device,
+            tamper,
+        }),
+        clock: real.clock,
+    };
+    run_on(&tampered, name)
+}
+
+#[test]
+fn lost_records_fail_the_one_shot_scenario() {
+    let result = run_tampered("one-shot-relative", Tamper::DropRecords);
+    assert!(!result.passed);
+    assert_eq!(counts(&result), (Some(1), Some(0)));
+    assert!(
+        result.reason.contains("expected 1 expiration, got 0"),
+        "{}",
+        result.reason
+    );
+}
+
+#[test]
+fn lost_records_fail_the_periodic_scenario() {
+    let result = run_tampered("periodic", Tamper::DropRecords);
+    assert!(!result.passed);
+    assert!(
+        result.reason.contains("records cover 0 expirations"),
+        "{}",
+        result.reason
+    );
+}
+
+#[test]
+fn a_wrong_status_fails_the_bad_input_scenario() {
+    let result = run_tampered("bad-input", Tamper::StaleAsForeign);
+    assert!(!result.passed);
+    assert!(result.reason.contains("stale id"), "{}", result.reason);
+    assert!(
+        result.reason.contains("STATUS_INVALID_HANDLE"),
+        "{}",
+        result.reason
+    );
+    assert!(
+        result.reason.contains("instead of STATUS_NOT_FOUND"),
+        "{}",
+        result.reason
+    );
+}
+
+#[test]
+fn late_expirations_fail_the_tolerance_check() {
+    let result = run_tampered("one-shot-relative", Tamper::LateByTwoTicks);
+    assert!(!result.passed);
+    assert_eq!(counts(&result), (Some(1), Some(1)));
+    assert!(result.reason.contains("late, outside"), "{}", result.reason);
+}
