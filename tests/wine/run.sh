@@ -84,8 +84,8 @@ app_image=$CARGO_TARGET/$USER_TARGET/release/ktimer-test.exe
 
 # Rust std (1.78+) imports ProcessPrng from bcryptprimitives.dll, which Wine 8 lacks.
 prng_stand_in=
-if x86_64-w64-mingw32-objdump -p "$app_image" | grep -qi 'DLL Name: bcryptprimitives.dll' \
-    && [[ ! -e $WINE_DLL_DIR/bcryptprimitives.dll ]]; then
+app_imports=$(x86_64-w64-mingw32-objdump -p "$app_image" | sed -n 's/^[[:space:]]*DLL Name: //p')
+if grep -qix 'bcryptprimitives.dll' <<<"$app_imports" && [[ ! -e $WINE_DLL_DIR/bcryptprimitives.dll ]]; then
     prng_stand_in=$RUN_DIR/bcryptprimitives.dll
     x86_64-w64-mingw32-gcc -shared -O2 -Wall -o "$prng_stand_in" \
         "$RIG/prng/bcryptprimitives.c" "$RIG/prng/bcryptprimitives.def" -ladvapi32
