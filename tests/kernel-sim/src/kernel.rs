@@ -48,9 +48,11 @@ pub struct Config {
     pub time_increment: u32,
     /// Virtual (deterministic) or real-time clock.
     pub clock: Clock,
-    /// Wall-clock budget for one DPC routine, and for one processor running DPCs back to
-    /// back, before `DPC_WATCHDOG_VIOLATION` (0x133).
+    /// Wall-clock budget for one DPC routine before `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 0).
     pub dpc_watchdog: Duration,
+    /// Wall-clock budget for one processor running DPCs back to back (a DPC storm) before
+    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1).
+    pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
     /// `true`: each processor runs its own queue concurrently.
     pub parallel_dpcs: bool,
@@ -69,6 +71,7 @@ impl Default for Config {
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
             dpc_watchdog: Duration::from_secs(20),
+            dpc_watchdog_cumulative: Duration::from_secs(120),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
@@ -1382,12 +1385,13 @@ impl Inner {
                 ));
             }
         }
+        let cumulative = self.config.dpc_watchdog_cumulative;
         for since in st.busy_since.iter().flatten() {
             let spent = since.elapsed();
-            if spent > budget {
+            if spent > cumulative {
                 return Some(BugCheck::new(
                     codes::DPC_WATCHDOG_VIOLATION,
-                    [1, ticks(spent), ticks(budget), 0],
+                    [1, ticks(spent), ticks(cumulative), 0],
                 ));
             }
         }

@@ -435,3 +435,12 @@ impl PoolObjects {
         unsafe { ntddk::ExFreePoolWithTag(self.block, TAG) };
     }
 }
+
+/// A raw pointer a DPC hook may hold (hooks must be `Send + Sync`).
+#[derive(Clone, Copy)]
+pub struct SharedPtr(pub PVOID);
+
+// SAFETY: the pointer is only passed back to kernel routines, which synchronise internally.
+unsafe impl Send for SharedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPtr {}
