@@ -189,6 +189,18 @@ impl Due {
     }
 }
 
+/// The first due time on `due`'s grid of `period` that lies after `limit` (interrupt time):
+/// computed, not stepped, so a large jump of the system clock cannot stall the tick.
+fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
+    let current = due.interrupt(system_offset);
+    let periods = if current > limit {
+        1
+    } else {
+        (limit - current) / period + 1
+    };
+    due.plus(periods.saturating_mul(period))
+}
+
 /// The coalescing grid of `KeSetCoalescableTimer`: the largest of these boundaries (in ms)
 /// that fits in the tolerable delay is the one the expiry is rounded up to.
 pub const COALESCING_BOUNDARIES_MS: [u64; 5] = [1000, 500, 250, 100, 50];
@@ -1447,6 +1459,9 @@ impl Inner {
             let outcome = position.and_then(|p| st.waiters[p].outcome);
             if let (Some(position), Some(status)) = (position, outcome) {
                 st.waiters.swap_remove(position);
+                drop(st);
+                // `advance` waits for released waiters to leave.
+                self.changed.notify_all();
                 return status;
             }
             if position.is_none() || st.shutdown || st.bug_check.is_some() {
@@ -1645,12 +1660,7 @@ impl Inner {
         if setting.period > 0 {
             // Re-arm from the previous due time (no drift); expirations that fell entirely
             // within one tick are coalesced into this one.
-            loop {
-                setting.base = setting.base.plus(setting.period);
-                if setting.due(offset) > tick {
-                    break;
-                }
-            }
+            setting.base = next_period(setting.base, setting.period, offset, tick);
         } else {
             timer.set = None;
         }
@@ -1690,12 +1700,7 @@ impl Inner {
             } else {
                 st.last_tick
             };
-            loop {
-                setting.due = setting.due.plus(setting.period);
-                if setting.due.interrupt(offset) > limit {
-                    break;
-                }
-            }
+            setting.due = next_period(setting.due, setting.period, offset, limit);
         } else {
             timer.set = None;
         }

@@ -123,6 +123,7 @@ fn freeing_pool_holding_a_dpc_that_is_running_on_another_processor_bugchecks_0xc
             Err(error),
             "the machine stopped for everyone"
         );
+        common::wait_until_no_dpc_runs(&kernel);
         error
     });
     assert_eq!(
@@ -490,6 +491,7 @@ fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
     // The routine blocks until the watchdog has fired; then the test lets it return.
     let error = catch_bug_check(|| kernel.run_until_idle()).unwrap_err();
     gate.open();
+    common::wait_until_no_dpc_runs(&kernel);
     assert_eq!(
         (error.code, error.parameters[0]),
         (codes::DPC_WATCHDOG_VIOLATION, 0)
