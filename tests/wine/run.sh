@@ -25,7 +25,7 @@ readonly PACKAGES=(wine wine64 libwine gcc-mingw-w64-x86-64)
 # Wine's own bcryptprimitives.dll, if this Wine has one (Wine 8.0 does not).
 readonly WINE_DLL_DIR=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows
 # Upper bound for the Wine session (driver start, all scenarios, stop).
-readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-420}
+readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-300}
 
 keep_prefix=0
 app_arguments=()
