@@ -48,9 +48,11 @@ pub struct Config {
     pub time_increment: u32,
     /// Virtual (deterministic) or real-time clock.
     pub clock: Clock,
-    /// Wall-clock budget for one DPC routine, and for one processor running DPCs back to
-    /// back, before `DPC_WATCHDOG_VIOLATION` (0x133).
+    /// Wall-clock budget for one DPC routine before `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 0).
     pub dpc_watchdog: Duration,
+    /// Wall-clock budget for one processor running DPCs back to back (a DPC storm) before
+    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1).
+    pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
     /// `true`: each processor runs its own queue concurrently.
     pub parallel_dpcs: bool,
@@ -69,6 +71,7 @@ impl Default for Config {
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
             dpc_watchdog: Duration::from_secs(20),
+            dpc_watchdog_cumulative: Duration::from_secs(120),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
@@ -184,6 +187,18 @@ impl Due {
             }
         }
     }
+}
+
+/// The first due time on `due`'s grid of `period` that lies after `limit` (interrupt time):
+/// computed, not stepped, so a large jump of the system clock cannot stall the tick.
+fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
+    let current = due.interrupt(system_offset);
+    let periods = if current > limit {
+        1
+    } else {
+        (limit - current) / period + 1
+    };
+    due.plus(periods.saturating_mul(period))
 }
 
 /// The coalescing grid of `KeSetCoalescableTimer`: the largest of these boundaries (in ms)
@@ -1382,12 +1397,13 @@ impl Inner {
                 ));
             }
         }
+        let cumulative = self.config.dpc_watchdog_cumulative;
         for since in st.busy_since.iter().flatten() {
             let spent = since.elapsed();
-            if spent > budget {
+            if spent > cumulative {
                 return Some(BugCheck::new(
                     codes::DPC_WATCHDOG_VIOLATION,
-                    [1, ticks(spent), ticks(budget), 0],
+                    [1, ticks(spent), ticks(cumulative), 0],
                 ));
             }
         }
@@ -1443,6 +1459,9 @@ impl Inner {
             let outcome = position.and_then(|p| st.waiters[p].outcome);
             if let (Some(position), Some(status)) = (position, outcome) {
                 st.waiters.swap_remove(position);
+                drop(st);
+                // `advance` waits for released waiters to leave.
+                self.changed.notify_all();
                 return status;
             }
             if position.is_none() || st.shutdown || st.bug_check.is_some() {
@@ -1641,12 +1660,7 @@ impl Inner {
         if setting.period > 0 {
             // Re-arm from the previous due time (no drift); expirations that fell entirely
             // within one tick are coalesced into this one.
-            loop {
-                setting.base = setting.base.plus(setting.period);
-                if setting.due(offset) > tick {
-                    break;
-                }
-            }
+            setting.base = next_period(setting.base, setting.period, offset, tick);
         } else {
             timer.set = None;
         }
@@ -1686,12 +1700,7 @@ impl Inner {
             } else {
                 st.last_tick
             };
-            loop {
-                setting.due = setting.due.plus(setting.period);
-                if setting.due.interrupt(offset) > limit {
-                    break;
-                }
-            }
+            setting.due = next_period(setting.due, setting.period, offset, limit);
         } else {
             timer.set = None;
         }

@@ -376,3 +376,17 @@ fn one_shot_ex_timer_deleted_without_cancel_fires_then_is_released() {
     );
     assert_eq!(kernel.unload(), Ok(()), "released after its callback");
 }
+
+#[test]
+fn unload_with_an_ex_timer_not_deleted_bugchecks_0xce() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let timer = ExTimer::new(0, ExProbe::default());
+    assert_eq!(
+        kernel.unload(),
+        Err(BugCheck::new(
+            codes::DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+            [timer.timer.addr() as u64, 3, 0, 0]
+        ))
+    );
+}

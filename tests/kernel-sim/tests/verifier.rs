@@ -123,6 +123,7 @@ fn freeing_pool_holding_a_dpc_that_is_running_on_another_processor_bugchecks_0xc
             Err(error),
             "the machine stopped for everyone"
         );
+        common::wait_until_no_dpc_runs(&kernel);
         error
     });
     assert_eq!(
@@ -138,16 +139,15 @@ fn freeing_pool_holding_a_dpc_that_is_running_on_another_processor_bugchecks_0xc
 fn a_dpc_routine_may_free_the_pool_holding_its_own_one_shot_timer_and_dpc() {
     let kernel = Kernel::new(Config::default());
     let _bound = kernel.enter();
-    let block = std::sync::Arc::new(std::sync::Mutex::new(0_usize));
+    let block = std::sync::Arc::new(std::sync::OnceLock::<common::SharedPtr>::new());
     let block_for_hook = block.clone();
     let objects = PoolObjects::new(Probe::with_hook(move |_| {
-        let address = *block_for_hook.lock().unwrap();
-        let pointer = std::ptr::with_exposed_provenance_mut(address);
+        let pointer = block_for_hook.get().map_or(std::ptr::null_mut(), |p| p.0);
         // SAFETY: the block is the live pool allocation holding this DPC and its expired
         // one-shot timer; nothing uses it afterwards.
         unsafe { ntddk::ExFreePoolWithTag(pointer, TAG) };
     }));
-    *block.lock().unwrap() = objects.block.expose_provenance();
+    let _ = block.set(common::SharedPtr(objects.block));
     objects.set(relative_ms(1), 0);
     kernel.advance(ticks(1));
     assert_eq!(kernel.bug_check(), None);
@@ -158,15 +158,14 @@ fn a_dpc_routine_may_free_the_pool_holding_its_own_one_shot_timer_and_dpc() {
 fn a_dpc_routine_freeing_its_periodic_timer_bugchecks_0xc7_timer_and_halts_that_processor() {
     let kernel = Kernel::new(Config::default());
     let _bound = kernel.enter();
-    let block = std::sync::Arc::new(std::sync::Mutex::new(0_usize));
+    let block = std::sync::Arc::new(std::sync::OnceLock::<common::SharedPtr>::new());
     let block_for_hook = block.clone();
     let objects = PoolObjects::new(Probe::with_hook(move |_| {
-        let address = *block_for_hook.lock().unwrap();
-        let pointer = std::ptr::with_exposed_provenance_mut(address);
+        let pointer = block_for_hook.get().map_or(std::ptr::null_mut(), |p| p.0);
         // SAFETY: the live pool block; the kernel refuses the free (the timer is still set).
         unsafe { ntddk::ExFreePoolWithTag(pointer, TAG) };
     }));
-    *block.lock().unwrap() = objects.block.expose_provenance();
+    let _ = block.set(common::SharedPtr(objects.block));
     objects.set(relative_ms(1), 10);
     let error = catch_bug_check(|| kernel.advance(ticks(1))).unwrap_err();
     assert_eq!(
@@ -174,6 +173,9 @@ fn a_dpc_routine_freeing_its_periodic_timer_bugchecks_0xc7_timer_and_halts_that_
         (codes::TIMER_OR_DPC_INVALID, 0)
     );
     assert_eq!(kernel.bug_check(), Some(error));
+    // The halted processor's stack still refers to the probe: like a crashed machine's
+    // memory, it is never freed.
+    std::mem::forget(objects);
 }
 
 // ----- IRQL: routines above their maximum ---------------------------------------------------
@@ -268,6 +270,8 @@ fn wait_with_a_zero_timeout_inside_a_dpc_is_fine_but_a_nonzero_one_bugchecks_0x0
     });
     blocking.insert(0, 0);
     let error = catch_bug_check(|| kernel.run_until_idle()).unwrap_err();
+    // The halted processor's stack still refers to the probe (see above).
+    std::mem::forget(blocking);
     assert_eq!(
         error,
         BugCheck::new(
@@ -304,6 +308,8 @@ fn flush_queued_dpcs_inside_a_dpc_bugchecks_0x0a() {
     let dpc = Dpc::with_hook(|_| flush());
     dpc.insert(0, 0);
     let error = catch_bug_check(|| kernel.run_until_idle()).unwrap_err();
+    // The halted processor's stack still refers to the probe (see above).
+    std::mem::forget(dpc);
     assert_eq!(
         error,
         BugCheck::new(
@@ -485,6 +491,7 @@ fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
     // The routine blocks until the watchdog has fired; then the test lets it return.
     let error = catch_bug_check(|| kernel.run_until_idle()).unwrap_err();
     gate.open();
+    common::wait_until_no_dpc_runs(&kernel);
     assert_eq!(
         (error.code, error.parameters[0]),
         (codes::DPC_WATCHDOG_VIOLATION, 0)
@@ -498,7 +505,8 @@ fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
 #[test]
 fn a_dpc_that_keeps_requeuing_itself_beyond_the_budget_bugchecks_0x133_cumulative() {
     let kernel = Kernel::new(Config {
-        dpc_watchdog: Duration::from_millis(20),
+        dpc_watchdog: Duration::from_secs(60),
+        dpc_watchdog_cumulative: Duration::from_millis(20),
         time_increment: 10_000,
         ..Config::default()
     });
@@ -971,4 +979,31 @@ fn no_bug_check_is_recorded_by_a_kernel_that_is_used_correctly() {
     kernel.run_until_idle();
     assert_eq!(kernel.bug_check(), None);
     assert_eq!(kernel.unload(), Ok(()));
+}
+
+#[test]
+fn unload_after_cancelling_timers_and_flushing_dpcs_is_fine() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let (timer, dpc) = (Timer::notification(), Dpc::new());
+    timer.set(relative_ms(1), 5, Some(&dpc));
+    kernel.advance(ticks(2));
+    timer.cancel();
+    dpc.insert(0, 0);
+    flush();
+    assert_eq!(kernel.unload(), Ok(()));
+}
+
+#[test]
+fn a_dpc_that_raises_and_lowers_irql_back_before_returning_is_fine() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let dpc = Dpc::with_hook(|_| {
+        let old = raise_to(kernel_sim::HIGH_LEVEL);
+        lower_to(old);
+    });
+    dpc.insert(0, 0);
+    kernel.run_until_idle();
+    assert_eq!(dpc.runs(), 1);
+    assert_eq!(kernel.bug_check(), None);
 }

@@ -435,3 +435,20 @@ impl PoolObjects {
         unsafe { ntddk::ExFreePoolWithTag(self.block, TAG) };
     }
 }
+
+/// A raw pointer a DPC hook may hold (hooks must be `Send + Sync`).
+#[derive(Clone, Copy)]
+pub struct SharedPtr(pub PVOID);
+
+// SAFETY: the pointer is only passed back to kernel routines, which synchronise internally.
+unsafe impl Send for SharedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPtr {}
+
+/// After a bug check a routine that was already running still finishes; its fixtures must
+/// outlive it. Waits (by yielding) until no routine is running.
+pub fn wait_until_no_dpc_runs(kernel: &kernel_sim::Kernel) {
+    while kernel.running_dpcs() > 0 {
+        std::thread::yield_now();
+    }
+}
