@@ -345,7 +345,7 @@ pub fn start() -> Result<(), NTSTATUS> {
 
 /// Looks `name` up among the kernel's exports (null if absent). `PASSIVE_LEVEL`.
 fn lookup(name: &'static [u16]) -> *mut c_void {
-    let length = u16::try_from(name.len() * 2).unwrap_or(0);
+    let length = u16::try_from(name.len().saturating_mul(2)).unwrap_or(0);
     let name = UNICODE_STRING {
         Length: length,
         MaximumLength: length,
