@@ -106,7 +106,9 @@ else
 fi
 unset DISPLAY WAYLAND_DISPLAY
 export WINEPREFIX=$RUN_DIR/prefix WINEARCH=win64 WINEDLLOVERRIDES="mscoree,mshtml="
-export WINEDEBUG=${WINEDEBUG:--all}
+# Wine's own messages off, except ntoskrnl errors: a driver bug check shows there as
+# "err:ntoskrnl:KeBugCheckEx 4b545250 <line> <column> ..." (tests/wine/rt).
+export WINEDEBUG=${WINEDEBUG:--all,err+ntoskrnl}
 cleanup() {
     wineserver -k >/dev/null 2>&1 || true
     if ((keep_prefix)); then say "kept the Wine prefix: $WINEPREFIX"; else rm -rf "$WINEPREFIX"; fi
@@ -161,6 +163,9 @@ wineserver -w
 # --- 5. verdict -------------------------------------------------------------------------------
 marker() { sed -n "s/^KTIMER-RIG $1 //p" "$RUN_DIR/session.log" | tail -n 1; }
 ((session_status == 0)) || fail "the Wine session ended with status $session_status (124: timed out)"
+if bug_check=$(grep -m1 'KeBugCheckEx' "$RUN_DIR/wine-stderr.log"); then
+    fail "the driver bug-checked: $bug_check"
+fi
 [[ $(marker driver-start) == 0 ]] || fail "the driver did not start (see $RUN_DIR/wine-stderr.log)"
 app_exit=$(marker app-exit)
 [[ -n $app_exit ]] || fail "ktimer-test did not run to the end"
