@@ -70,16 +70,16 @@ pub mod windows_sys;
 
 #[cfg(ktimer_seam = "windows_sys")]
 pub use windows_sys::{
-    _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER, EX_TIMER_HIGH_RESOLUTION,
-    EXT_SET_PARAMETERS, ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer,
-    ExFreePoolWithTag, ExSetTimer, KDPC, KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER,
-    KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc, KeCancelTimer, KeFlushQueuedDpcs,
-    KeGetCurrentIrql, KeInitializeDpc, KeInitializeSpinLock, KeInitializeTimerEx,
-    KeQueryInterruptTime, KeQueryInterruptTimePrecise, KeQuerySystemTimePrecise,
-    KeQueryTimeIncrement, KeReadStateTimer, KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel,
-    KeRemoveQueueDpc, KeSetCoalescableTimer, KeSetTimerEx, KeWaitForSingleObject, LARGE_INTEGER,
-    LONG, LONGLONG, PASSIVE_LEVEL, PEX_TIMER, PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T,
-    STATUS_SUCCESS, STATUS_TIMEOUT, TIMER_TYPE, ULONG64,
+    _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER_HIGH_RESOLUTION, EXT_SET_PARAMETERS,
+    ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag, ExSetTimer,
+    KDPC, KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER, KeAcquireSpinLockAtDpcLevel,
+    KeAcquireSpinLockRaiseToDpc, KeCancelTimer, KeFlushQueuedDpcs, KeGetCurrentIrql,
+    KeInitializeDpc, KeInitializeSpinLock, KeInitializeTimerEx, KeQueryInterruptTime,
+    KeQueryInterruptTimePrecise, KeQuerySystemTimePrecise, KeQueryTimeIncrement, KeReadStateTimer,
+    KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc, KeSetCoalescableTimer,
+    KeSetTimerEx, KeWaitForSingleObject, LARGE_INTEGER, LONG, LONGLONG, PASSIVE_LEVEL, PEX_TIMER,
+    PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T, STATUS_SUCCESS, STATUS_TIMEOUT, TIMER_TYPE,
+    ULONG64,
 };
 
 /// `KeQueryInterruptTime` for x64: wdm.h defines it as an inline read of

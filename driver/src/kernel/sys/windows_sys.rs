@@ -11,7 +11,7 @@
 //!   real routine types.
 //! - `KeQueryInterruptTime`, `KeInitializeSpinLock`, `KeGetCurrentIrql` are inline in the x64
 //!   WDK headers (no export on Windows): their header bodies are given here.
-//! - `POOL_FLAG_NON_PAGED`, `EX_TIMER`, `EXT_SET_PARAMETERS`, `LARGE_INTEGER` are local.
+//! - `POOL_FLAG_NON_PAGED`, `_EX_TIMER`, `EXT_SET_PARAMETERS`, `LARGE_INTEGER` are local.
 //! - `ZwClose` is declared in ntdll.dll by windows-sys; kernel code imports it from ntoskrnl.
 //! - The spin-lock routines are missing from windows-sys: imported locally.
 //!
@@ -186,13 +186,13 @@ const _: () = assert!(offset_of!(KDPC, SystemArgument2) == 0x30);
 const _: () = assert!(offset_of!(KDPC, DpcData) == 0x38);
 const _: () = assert!(size_of::<KEVENT>() == 0x18);
 
-/// `EX_TIMER`: opaque, only ever behind a pointer.
+/// `_EX_TIMER`: opaque, only ever behind a pointer (the WDK has no `EX_TIMER` typedef).
 #[repr(C)]
-pub struct EX_TIMER {
+pub struct _EX_TIMER {
     _opaque: [u8; 0],
 }
 /// `PEX_TIMER`.
-pub type PEX_TIMER = *mut EX_TIMER;
+pub type PEX_TIMER = *mut _EX_TIMER;
 
 /// `LARGE_INTEGER` (a union in wdm.h; windows-sys flattens it to `i64`).
 #[repr(C)]
@@ -345,7 +345,7 @@ pub fn start() -> Result<(), NTSTATUS> {
 
 /// Looks `name` up among the kernel's exports (null if absent). `PASSIVE_LEVEL`.
 fn lookup(name: &'static [u16]) -> *mut c_void {
-    let length = u16::try_from(name.len() * 2).unwrap_or(0);
+    let length = u16::try_from(name.len().saturating_mul(2)).unwrap_or(0);
     let name = UNICODE_STRING {
         Length: length,
         MaximumLength: length,
