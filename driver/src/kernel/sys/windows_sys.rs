@@ -372,7 +372,7 @@ pub fn is_wine() -> bool {
 // ---------------------------------------------------------------------------------------
 // Wine mode: the binding's DPC layer.
 
-/// The x64 address of a KDPC field, computed without dereferencing.
+/// The x64 address of a KDPC field, computed without dereferencing. Any IRQL.
 fn dpc_field<T>(dpc: *mut KDPC, offset: usize) -> *mut T {
     dpc.wrapping_byte_add(offset).cast::<T>()
 }
@@ -655,7 +655,7 @@ impl DpcQueue {
         }
     }
 
-    /// Whether the calling thread is the dispatcher.
+    /// Whether the calling thread is the dispatcher. Any IRQL.
     fn on_dispatcher(&self) -> bool {
         let id = self.dispatcher_id.load(Ordering::Acquire);
         id != 0 && id == current_thread_id()
@@ -712,7 +712,7 @@ static IRQL_TABLE: IrqlTable = IrqlTable {
 };
 
 impl IrqlTable {
-    /// The calling thread's level (`PASSIVE_LEVEL` if it has no entry).
+    /// The calling thread's level (`PASSIVE_LEVEL` if it has no entry). Any IRQL.
     fn current(&self) -> KIRQL {
         let me = current_thread_id();
         self.threads
@@ -722,7 +722,7 @@ impl IrqlTable {
             .map_or(0, |(_, level)| level.load(Ordering::Relaxed))
     }
 
-    /// Sets the calling thread's level. Raising claims a slot (spinning if all 64 are taken,
+    /// Sets the calling thread's level (any IRQL). Raising claims a slot (spinning if all 64 are taken,
     /// which the driver never comes near); returning to `PASSIVE_LEVEL` frees it.
     fn set(&self, irql: KIRQL) {
         let me = current_thread_id();
@@ -767,13 +767,15 @@ impl IrqlTable {
     }
 }
 
-/// The id of the calling thread.
+/// The id of the calling thread. Any IRQL.
 fn current_thread_id() -> usize {
     // SAFETY: no preconditions; any IRQL.
     unsafe { services::PsGetCurrentThreadId() }.addr()
 }
 
 /// The routine Wine calls for a timer's DPC in Wine mode: queue the real one, return at once.
+/// Runs on a Wine thread-pool thread (`DISPATCH_LEVEL` in the DPC's terms: it only takes
+/// the queue's spin lock).
 ///
 /// # Safety
 /// Called by Wine's timer callback with a KDPC initialised by [`KeInitializeDpc`].
@@ -788,7 +790,7 @@ unsafe extern "C" fn wine_timer_trampoline(
     unsafe { DPC_QUEUE.enqueue(dpc) };
 }
 
-/// The flush barrier's routine: signal the flusher's event.
+/// The flush barrier's routine: signal the flusher's event. `DISPATCH_LEVEL` (a DPC).
 ///
 /// # Safety
 /// `context` is the flusher's live KEVENT.
@@ -802,7 +804,8 @@ unsafe extern "C" fn barrier_routine(
     unsafe { services::KeSetEvent(context.cast(), 0, false) };
 }
 
-/// The dispatcher thread: runs queued DPCs one at a time until told to stop.
+/// The dispatcher thread: runs queued DPCs one at a time until told to stop. Waits at
+/// `PASSIVE_LEVEL`; runs each routine at the tracked `DISPATCH_LEVEL`.
 ///
 /// # Safety
 /// Started once by `DpcQueue::start`.
@@ -842,7 +845,7 @@ unsafe extern "system" fn dispatcher_main(_context: PVOID) {
 // ---------------------------------------------------------------------------------------
 // The routines of the seam contract (docs/ARCHITECTURE.md), wdk-sys' signatures.
 
-/// Converts a performance-counter reading to 100 ns units.
+/// Converts a performance-counter reading to 100 ns units. Any IRQL.
 fn counter_to_hundred_ns(counter: i64, frequency: i64) -> u64 {
     let (Ok(counter), Ok(frequency)) = (u128::try_from(counter), u128::try_from(frequency)) else {
         return 0;

@@ -26,12 +26,12 @@ const METHOD_BUFFERED: u32 = 0x0;
 /// taken back by unload after it is gone.
 static SERVICE: AtomicPtr<Service<WdmRequest>> = AtomicPtr::new(null_mut());
 
-/// Installs the service (`DriverEntry`).
+/// Installs the service (`DriverEntry`). `PASSIVE_LEVEL`.
 pub fn install(service: Box<Service<WdmRequest>>) {
     SERVICE.store(Box::into_raw(service), Ordering::Release);
 }
 
-/// Takes the service back (unload, after the device is deleted).
+/// Takes the service back (unload, after the device is deleted). `PASSIVE_LEVEL`.
 pub fn uninstall() -> Option<Box<Service<WdmRequest>>> {
     let service = SERVICE.swap(null_mut(), Ordering::AcqRel);
     // SAFETY: a non-null pointer here came from `Box::into_raw` in `install`, and the swap
@@ -40,7 +40,7 @@ pub fn uninstall() -> Option<Box<Service<WdmRequest>>> {
 }
 
 /// The installed service. Lives from `DriverEntry` to unload, which the I/O manager orders
-/// after every IRP of the device.
+/// after every IRP of the device. Any IRQL.
 fn service() -> Option<&'static Service<WdmRequest>> {
     let service = SERVICE.load(Ordering::Acquire);
     // SAFETY: installed from a Box that unload frees only after the last IRP (see above).
@@ -176,6 +176,7 @@ pub unsafe extern "system" fn device_control(
 }
 
 /// For the cancel routine: takes the parked request with `key` back from the service.
+/// `DISPATCH_LEVEL` (the service takes the handle's spin lock).
 ///
 /// # Safety
 /// `request` is the live, cancelled IRP (owned by the cancel routine) on an open file object.
