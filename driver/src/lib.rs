@@ -13,6 +13,13 @@ extern crate std;
 #[cfg(ktimer_seam = "windows_sys")]
 extern crate ktimer_wdm_rt;
 
+/// Load-time start and unload-time stop of the seam's Wine test binding, for the WDM front
+/// end in `tests/wine` (see `kernel::sys::windows_sys`).
+#[cfg(ktimer_seam = "windows_sys")]
+pub mod wine_binding {
+    pub use crate::kernel::sys::windows_sys::{is_wine, start, stop};
+}
+
 pub mod ioctl;
 pub mod kernel;
 pub mod service;

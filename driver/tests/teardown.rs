@@ -374,3 +374,75 @@ fn a_timer_dropped_on_another_thread_than_its_creator_is_torn_down_normally() {
     assert_eq!(counter.fired(), 2);
     assert_clean_unload(&kernel);
 }
+
+/// A callback that re-arms its own one-shot timer a few times. It reaches its timer through
+/// a slot guarded by a spin lock, which is also how the owner takes it back: re-arming and
+/// the drop can never overlap.
+struct RearmsItself {
+    slot: Arc<SpinLock<Option<Timer<RearmsItself>>>>,
+    remaining: AtomicU32,
+    runs: Arc<AtomicU32>,
+}
+
+impl TimerCallback for RearmsItself {
+    fn expired(&self, irql: &DispatchLevel) {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let slot = self.slot.lock_at_dpc(irql);
+        if let Some(own_timer) = slot.as_ref()
+            && self.remaining.load(Ordering::SeqCst) > 0
+        {
+            self.remaining.fetch_sub(1, Ordering::SeqCst);
+            assert!(
+                !own_timer.set_once(after(5)),
+                "a one-shot timer is not set while its DPC runs"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_callback_can_re_arm_its_own_timer_and_the_owner_can_still_drop_it() {
+    let kernel = kernel_with_tick_ms(1);
+    let _bound = kernel.enter();
+    let slot = Arc::new(SpinLock::new(None));
+    let runs = Arc::new(AtomicU32::new(0));
+    let timer = Timer::new(
+        TimerKind::Notification,
+        RearmsItself {
+            slot: Arc::clone(&slot),
+            remaining: AtomicU32::new(3),
+            runs: Arc::clone(&runs),
+        },
+        TAG,
+    )
+    .unwrap();
+    let _ = timer.set_once(after(5));
+    *slot.lock() = Some(timer);
+    kernel.advance(ms(5));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    kernel.advance(ms(100));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "the first run and three re-arms"
+    );
+
+    // Re-arm once more from outside, then take the timer back and drop it at PASSIVE_LEVEL
+    // (the guard is released at the end of the statement, before the drop).
+    let taken = slot.lock().take();
+    let timer = taken.unwrap();
+    let _ = timer.set_once(after(5));
+    drop(timer);
+    kernel.advance(ms(100));
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        4,
+        "the drop cancelled the pending setting"
+    );
+    assert_eq!(
+        outstanding_test_blocks(&kernel),
+        0,
+        "freed at once, not parked"
+    );
+    assert_clean_unload(&kernel);
+}

@@ -4,7 +4,8 @@
 # loads the driver as a kernel service in a throwaway Wine prefix, runs the app's scenarios
 # against it through CreateFileW/DeviceIoControl, then stops and unloads the driver.
 #
-# Usage: bash tests/wine/run.sh [--keep-prefix] [-- <extra ktimer-test arguments>]
+# Usage: bash tests/wine/run.sh [--keep-prefix] [--no-skip] [-- <extra ktimer-test arguments>]
+#   --no-skip  also run the scenarios that cannot hold under Wine 8.0 (to re-check them)
 #
 # Exit status 0 only if the driver started, every scenario the app ran either passed or was
 # reported as skipped with a reason (never counted as passed), and the driver stopped.
@@ -25,15 +26,17 @@ readonly PACKAGES=(wine wine64 libwine gcc-mingw-w64-x86-64)
 # Wine's own bcryptprimitives.dll, if this Wine has one (Wine 8.0 does not).
 readonly WINE_DLL_DIR=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows
 # Upper bound for the Wine session (driver start, all scenarios, stop).
-readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-420}
+readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-300}
 
 keep_prefix=0
+apply_skips=1
 app_arguments=()
 while (($#)); do
     case $1 in
     --keep-prefix) keep_prefix=1 ;;
+    --no-skip) apply_skips=0 ;;
     --) shift; app_arguments=("$@"); break ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -84,8 +87,8 @@ app_image=$CARGO_TARGET/$USER_TARGET/release/ktimer-test.exe
 
 # Rust std (1.78+) imports ProcessPrng from bcryptprimitives.dll, which Wine 8 lacks.
 prng_stand_in=
-if x86_64-w64-mingw32-objdump -p "$app_image" | grep -qi 'DLL Name: bcryptprimitives.dll' \
-    && [[ ! -e $WINE_DLL_DIR/bcryptprimitives.dll ]]; then
+app_imports=$(x86_64-w64-mingw32-objdump -p "$app_image" | sed -n 's/^[[:space:]]*DLL Name: //p')
+if grep -qix 'bcryptprimitives.dll' <<<"$app_imports" && [[ ! -e $WINE_DLL_DIR/bcryptprimitives.dll ]]; then
     prng_stand_in=$RUN_DIR/bcryptprimitives.dll
     x86_64-w64-mingw32-gcc -shared -O2 -Wall -o "$prng_stand_in" \
         "$RIG/prng/bcryptprimitives.c" "$RIG/prng/bcryptprimitives.def" -ladvapi32
@@ -93,9 +96,19 @@ if x86_64-w64-mingw32-objdump -p "$app_image" | grep -qi 'DLL Name: bcryptprimit
 fi
 
 # --- 3. a throwaway Wine prefix ---------------------------------------------------------------
+# The scenarios measure timer lateness in real time: let other load on the machine disturb
+# the Wine processes (all started from here on, wineserver included) less. Needs root;
+# without it the run goes on at normal priority.
+if renice -n "${KTIMER_WINE_NICE:--10}" -p $$ >/dev/null 2>&1; then
+    say "Wine processes run at nice ${KTIMER_WINE_NICE:--10}"
+else
+    say "could not raise the priority (not root?): timing scenarios may suffer from other load"
+fi
 unset DISPLAY WAYLAND_DISPLAY
 export WINEPREFIX=$RUN_DIR/prefix WINEARCH=win64 WINEDLLOVERRIDES="mscoree,mshtml="
-export WINEDEBUG=${WINEDEBUG:--all}
+# Wine's own messages off, except ntoskrnl errors: a driver bug check shows there as
+# "err:ntoskrnl:KeBugCheckEx 4b545250 <line> <column> ..." (tests/wine/rt).
+export WINEDEBUG=${WINEDEBUG:--all,err+ntoskrnl}
 cleanup() {
     wineserver -k >/dev/null 2>&1 || true
     if ((keep_prefix)); then say "kept the Wine prefix: $WINEPREFIX"; else rm -rf "$WINEPREFIX"; fi
@@ -116,9 +129,20 @@ wine sc create "$SERVICE" type= kernel start= demand \
 wineserver -w
 
 # --- 4. one Wine session: start the driver, run the app, stop the driver ----------------------
+# The scenarios that cannot hold under Wine 8.0, and why (measured; docs/WINE.md). ktimer-test
+# reports them as SKIP with the reason: never run, never counted as passed.
+skips=(
+    "high-resolution=Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer fails (STATUS_INSUFFICIENT_RESOURCES at create)"
+    "coalescable=Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms KeSetTimerEx without the tolerance, so no coalescable timer would be tested"
+    "re-arm=Wine's KeSetTimerEx/KeCancelTimer report an expired one-shot timer as still set (Wine never clears KTIMER.Header.Inserted on expiry), so was_armed differs from Windows"
+    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-65 ms after their due time in runs here, beyond the one-tick + 5 ms tolerance (every timer still fired exactly once)"
+)
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
 app_command="C:\\ktimer\\ktimer-test.exe"
+if ((apply_skips)); then
+    for skip in "${skips[@]}"; do app_command+=" \"--skip=$skip\""; done
+fi
 for argument in "${app_arguments[@]}"; do app_command+=" $argument"; done
 printf '%s\r\n' \
     '@echo off' \
@@ -139,6 +163,9 @@ wineserver -w
 # --- 5. verdict -------------------------------------------------------------------------------
 marker() { sed -n "s/^KTIMER-RIG $1 //p" "$RUN_DIR/session.log" | tail -n 1; }
 ((session_status == 0)) || fail "the Wine session ended with status $session_status (124: timed out)"
+if bug_check=$(grep -m1 'KeBugCheckEx' "$RUN_DIR/wine-stderr.log"); then
+    fail "the driver bug-checked: $bug_check"
+fi
 [[ $(marker driver-start) == 0 ]] || fail "the driver did not start (see $RUN_DIR/wine-stderr.log)"
 app_exit=$(marker app-exit)
 [[ -n $app_exit ]] || fail "ktimer-test did not run to the end"

@@ -79,6 +79,9 @@ pub(crate) struct DeferredNode {
 impl DeferredNode {
     /// A node for a block tagged `tag`, finished by `finish`. Any IRQL.
     pub(crate) fn new(finish: Finish, tag: PoolTag) -> Self {
+        // Make sure this kernel's list exists now, while the timer is being made: on the
+        // simulator the first use creates it, and a later park may run inside a DPC.
+        let _ = parked();
         Self {
             next: AtomicPtr::new(ptr::null_mut()),
             tag,

@@ -17,7 +17,7 @@
 
 use core::ptr::NonNull;
 
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use std::vec::Vec;
@@ -51,6 +51,8 @@ struct Storage {
     node: DeferredNode,
     torn_down: TornDown,
     finished: AtomicUsize,
+    /// Whether the model's callback already dropped (parked) the timer.
+    node_parked: AtomicBool,
 }
 
 struct Model {
@@ -74,6 +76,7 @@ impl Model {
                 node: DeferredNode::new(finish_model, PoolTag::new(*b"modl")),
                 torn_down: TornDown::new(),
                 finished: AtomicUsize::new(0),
+                node_parked: AtomicBool::new(false),
             },
             parked: ParkedList::new(),
         })
@@ -92,6 +95,11 @@ impl Model {
     /// A clock tick on one processor: the timer expires (queuing the DPC unless it is
     /// already queued), then the processor dequeues and runs a queued DPC.
     fn tick(&self) {
+        self.tick_with(|_| {});
+    }
+
+    /// Like [`Model::tick`]; `callback` is what the timer's callback does when it runs.
+    fn tick_with(&self, callback: impl FnOnce(&Self)) {
         {
             let mut kernel = self.kernel.lock().unwrap();
             if kernel.setting != Setting::NotSet {
@@ -122,9 +130,16 @@ impl Model {
             "a DPC touched freed storage"
         );
         if self.storage.torn_down.admits_callback() {
-            let mut kernel = self.kernel.lock().unwrap();
-            assert!(!kernel.freed, "a callback ran on freed storage");
-            kernel.callbacks += 1;
+            {
+                let mut kernel = self.kernel.lock().unwrap();
+                assert!(!kernel.freed, "a callback ran on freed storage");
+                kernel.callbacks += 1;
+            }
+            callback(self);
+            assert!(
+                !self.kernel.lock().unwrap().freed,
+                "storage freed while its callback was still running"
+            );
         }
         self.kernel.lock().unwrap().dpc_running -= 1;
     }
@@ -233,5 +248,57 @@ fn loom_dispatch_drop_parks_and_one_reclaim_frees_once() {
         assert_eq!(reclaimer.join().unwrap(), 1);
         assert_eq!(model.storage.finished.load(Ordering::Relaxed), 1);
         assert!(model.parked.take_all().is_empty(), "nothing left parked");
+    });
+}
+
+#[test]
+fn loom_a_callback_that_drops_its_own_periodic_timer_is_freed_after_it_returns() {
+    builder().check(|| {
+        let model = Model::new();
+        model.arm(true);
+        // Two processors tick; whichever runs the callback first drops the timer from
+        // inside it, at DISPATCH_LEVEL: stop it and park the storage.
+        let cpus: Vec<_> = (0..2)
+            .map(|_| {
+                let model = Arc::clone(&model);
+                thread::spawn(move || {
+                    model.tick_with(|model| {
+                        if !model.storage.node_parked.swap(true, Ordering::Relaxed) {
+                            model.stop();
+                            // SAFETY: parked once (guarded by `node_parked`); the storage
+                            // lives as long as the model.
+                            unsafe { model.parked.park(NonNull::from(&model.storage.node)) };
+                        }
+                    });
+                })
+            })
+            .collect();
+        // Meanwhile a PASSIVE-level reclaim may run at any point.
+        let taken = model.parked.take_all();
+        if !taken.is_empty() {
+            model.flush();
+            model.free();
+            // SAFETY: flushed above; the model's finisher only counts.
+            unsafe { taken.finish_all() };
+        }
+        for cpu in cpus {
+            cpu.join().unwrap();
+        }
+        // And the one before unload takes whatever is left.
+        let taken = model.parked.take_all();
+        if !taken.is_empty() {
+            model.flush();
+            model.free();
+            // SAFETY: as above.
+            unsafe { taken.finish_all() };
+        }
+        let callbacks = model.callbacks();
+        assert!(callbacks >= 1, "the timer was armed and ticked");
+        assert_eq!(
+            model.storage.finished.load(Ordering::Relaxed),
+            usize::from(model.storage.node_parked.load(Ordering::Relaxed)),
+            "the parked storage was freed exactly once"
+        );
+        assert_eq!(model.storage.finished.load(Ordering::Relaxed), 1);
     });
 }

@@ -11,6 +11,9 @@
 //!   against the wdk-sys 0.5.1 sources and bindgen conventions (`#define` integers are
 //!   `u32`, enums are `ModuleConsts` modules, `STATUS_*` are hand-ported `NTSTATUS`
 //!   constants in wdk-sys), and is not verified here.
+//! - `windows_sys`: windows-sys 0.61 with local definitions where it is wrong or silent,
+//!   for the Wine test rig's WDM front end (`tests/wine`; issue 6). It lives in
+//!   [`windows_sys`], which also handles the routines Wine lacks and its DPC semantics.
 //!
 //! The lists are explicit (no globs) on purpose. Routines the x64 WDK headers only define
 //! as inline functions (`KeQueryInterruptTime`, `KeInitializeSpinLock`,
@@ -60,6 +63,23 @@ pub use wdk_sys::ntddk::{
     KeQuerySystemTimePrecise, KeQueryTimeIncrement, KeReadStateTimer, KeReleaseSpinLock,
     KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc, KeSetCoalescableTimer, KeSetTimerEx,
     KeWaitForSingleObject,
+};
+
+#[cfg(ktimer_seam = "windows_sys")]
+pub mod windows_sys;
+
+#[cfg(ktimer_seam = "windows_sys")]
+pub use windows_sys::{
+    _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER_HIGH_RESOLUTION, EXT_SET_PARAMETERS,
+    ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag, ExSetTimer,
+    KDPC, KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER, KeAcquireSpinLockAtDpcLevel,
+    KeAcquireSpinLockRaiseToDpc, KeCancelTimer, KeFlushQueuedDpcs, KeGetCurrentIrql,
+    KeInitializeDpc, KeInitializeSpinLock, KeInitializeTimerEx, KeQueryInterruptTime,
+    KeQueryInterruptTimePrecise, KeQuerySystemTimePrecise, KeQueryTimeIncrement, KeReadStateTimer,
+    KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc, KeSetCoalescableTimer,
+    KeSetTimerEx, KeWaitForSingleObject, LARGE_INTEGER, LONG, LONGLONG, PASSIVE_LEVEL, PEX_TIMER,
+    PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T, STATUS_SUCCESS, STATUS_TIMEOUT, TIMER_TYPE,
+    ULONG64,
 };
 
 /// `KeQueryInterruptTime` for x64: wdm.h defines it as an inline read of
@@ -166,6 +186,11 @@ macro_rules! trace {
         #[cfg(ktimer_seam = "sim")]
         {
             ::kernel_sim::print(format_args!($($arg)*));
+        }
+        // The Wine test binding prints nothing (the arguments are still type-checked).
+        #[cfg(ktimer_seam = "windows_sys")]
+        {
+            let _ = format_args!($($arg)*);
         }
     }};
 }

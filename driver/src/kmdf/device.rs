@@ -161,7 +161,8 @@ unsafe fn create_device(
     }
 
     // \Device\KTimer, the target of the symbolic link, protected by the same DACL as the
-    // INF gives the device.
+    // INF gives the device. Opens of names below it (\Device\KTimer\x) are checked too:
+    // the framework always sets FILE_DEVICE_SECURE_OPEN (WdfDeviceInitSetCharacteristics).
     let name = unicode_string(&DEVICE_NAME);
     // SAFETY: `device_init` is valid (our contract); `name` describes a live 'static
     // UTF-16 buffer and is copied by the framework.

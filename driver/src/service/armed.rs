@@ -81,8 +81,18 @@ impl Prepared {
     }
 
     /// The arming this schedule makes now, in interrupt time. Any IRQL.
-    fn arming_now(&self) -> Arming {
-        let now = clock::interrupt_time().as_hundred_ns();
+    ///
+    /// A standard timer's relative due time counts from the tick-granular interrupt time
+    /// (what the kernel's timer queue uses), so that clock is read here too. A
+    /// high-resolution timer expires at its exact due time, so its arming counts from the
+    /// precise clock; the tick clock would overstate its lateness by up to one tick.
+    fn arming_now(&self, high_resolution: bool) -> Arming {
+        let now = if high_resolution {
+            clock::interrupt_time_precise()
+        } else {
+            clock::interrupt_time()
+        }
+        .as_hundred_ns();
         let delay = match self.due {
             Due::Relative(interval) => interval.as_hundred_ns(),
             Due::Absolute(at) => at
@@ -140,7 +150,8 @@ impl<C: TimerCallback> TimerEntry<C> {
         }
         // Read the clock before the kernel does, so the kernel's due time is never earlier
         // than the one the statistics count from.
-        let arming = prepared.arming_now();
+        let high_resolution = matches!(self.timer, KernelTimer::HighResolution(_));
+        let arming = prepared.arming_now(high_resolution);
         let was_armed = match &self.timer {
             KernelTimer::Standard(timer) => {
                 let due = match prepared.due {

@@ -273,7 +273,8 @@ pub struct _EX_TIMER {
     _unused: [u8; 0],
 }
 
-/// `EX_TIMER`.
+/// Convenience alias: the WDK headers declare only `struct _EX_TIMER` and `PEX_TIMER`, so
+/// wdk-sys has no `EX_TIMER`; code meant to compile against both uses `PEX_TIMER`.
 pub type EX_TIMER = _EX_TIMER;
 /// Pointer to an `EX_TIMER`.
 pub type PEX_TIMER = *mut _EX_TIMER;

@@ -265,3 +265,19 @@ fn synchronization_timer_without_waiters_stays_signaled_until_one_wait_consumes_
     assert!(!timer.signaled());
     assert_eq!(timer.wait(Some(0)), STATUS_TIMEOUT);
 }
+
+#[test]
+fn absolute_periodic_timer_after_a_year_long_clock_jump_expires_once_per_tick() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let (timer, dpc) = (Timer::notification(), Dpc::new());
+    timer.set(due(kernel.system_time() + 10 * MS), 1, Some(&dpc));
+    kernel.set_system_time(kernel.system_time() + 365 * 24 * 3600 * 1000 * MS);
+    kernel.advance(ticks(2));
+    assert_eq!(
+        dpc.runs(),
+        2,
+        "all missed periods coalesce; one expiry per tick"
+    );
+    assert!(timer.cancel());
+}

@@ -215,6 +215,8 @@ pub fn run_scenarios(
 pub struct Progress {
     enabled: bool,
     terminal: bool,
+    /// Characters of the line currently shown (terminal only), to blank it out.
+    shown: std::cell::Cell<usize>,
 }
 
 impl Progress {
@@ -224,6 +226,7 @@ impl Progress {
         Self {
             enabled,
             terminal: std::io::stderr().is_terminal(),
+            shown: std::cell::Cell::new(0),
         }
     }
 
@@ -234,18 +237,22 @@ impl Progress {
         }
         let mut stderr = std::io::stderr().lock();
         let _ = if self.terminal {
-            write!(stderr, "\r\x1b[2K{text}")
+            // Carriage return and space padding, not ANSI erase sequences: a classic Windows
+            // console would print those literally.
+            let width = self.shown.replace(text.chars().count());
+            write!(stderr, "\r{text:<width$}")
         } else {
             writeln!(stderr, "{text}")
         };
         let _ = stderr.flush();
     }
 
-    /// Clears the progress line before the report is printed.
+    /// Blanks the progress line before the report is printed.
     pub fn finish(&self) {
         if self.enabled && self.terminal {
+            let width = self.shown.replace(0);
             let mut stderr = std::io::stderr().lock();
-            let _ = write!(stderr, "\r\x1b[2K");
+            let _ = write!(stderr, "\r{:width$}\r", "");
             let _ = stderr.flush();
         }
     }

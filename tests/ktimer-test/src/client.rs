@@ -5,7 +5,7 @@
 use std::fmt;
 use std::mem::size_of;
 
-use ktimer_abi::codec::{WaitBatch, records_fitting, wait_response_len};
+use ktimer_abi::codec::{WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
     IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
     IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
@@ -300,10 +300,4 @@ pub fn timer_request(timer_id: u64) -> TimerRequest {
         header: Header::of::<TimerRequest>(),
         timer_id,
     }
-}
-
-/// How many records a wait output of `bytes` bytes holds (re-exported for scenarios).
-#[must_use]
-pub fn records_in(bytes: usize) -> usize {
-    records_fitting(bytes)
 }

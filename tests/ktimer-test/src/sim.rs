@@ -7,7 +7,6 @@
 //! ticking every 15.625 ms, Windows' default tick). The tests run it on the virtual clock,
 //! where letting time pass is `Kernel::advance`: deterministic and fast.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use kernel_sim::{Config, Kernel};
@@ -59,7 +58,7 @@ pub fn backend(config: Config) -> Result<Backend, OpenError> {
     })?;
     let clock_name = if virtual_time { "virtual" } else { "real-time" };
     let device = SimDevice {
-        host: Arc::new(host),
+        host,
         virtual_time,
         description: format!(
             "simulator: the driver's timer service in-process on kernel-sim ({clock_name} \
@@ -98,7 +97,7 @@ impl Clock for SimClock {
 
 /// The service loaded on the simulator.
 struct SimDevice {
-    host: Arc<Host>,
+    host: Host,
     virtual_time: bool,
     description: String,
 }

@@ -1,8 +1,6 @@
 //! Lateness statistics: how late (or early, negative) expirations were relative to their
 //! due times, summarised as percentiles.
 
-use std::time::Duration;
-
 /// Summary of a set of lateness samples, in 100 ns units (the kernel's unit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lateness {
@@ -32,16 +30,6 @@ impl Lateness {
             p99: nearest_rank(&sorted, 99),
             max,
         })
-    }
-
-    /// Summarises lateness measured as durations past the due time (user-mode timers).
-    #[must_use]
-    pub fn of_durations(samples: &[Duration]) -> Option<Self> {
-        let units: Vec<i64> = samples
-            .iter()
-            .map(|d| crate::clock::units_100ns(*d))
-            .collect();
-        Self::of(&units)
     }
 }
 

@@ -60,7 +60,7 @@ fn wide(text: &str) -> Vec<u16> {
 
 /// How to install the driver, for the "device missing" line.
 const INSTALL_HINT: &str = "install the ktimer driver package (pnputil /add-driver ktimer.inf \
-     /install, then create the root-enumerated device; see README, Windows) and retry";
+     /install, then create the root-enumerated device; see docs/WINDOWS.md) and retry";
 
 /// The installed ktimer device.
 #[derive(Debug)]
@@ -509,5 +509,41 @@ impl UserTimer for HighResolutionWaitableTimer {
         // SAFETY: the timer handle is owned by `timer` and open.
         unsafe { CancelWaitableTimer(timer_handle) };
         Ok(lateness)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waitable_timer_runs_every_period() {
+        let lateness = HighResolutionWaitableTimer
+            .run_periodic(Duration::from_millis(2), 5)
+            .expect("a high-resolution waitable timer (Windows 10 1803 or later)");
+        assert_eq!(lateness.len(), 5);
+    }
+
+    #[test]
+    fn waitable_timer_refuses_sub_millisecond_periods() {
+        assert!(
+            HighResolutionWaitableTimer
+                .run_periodic(Duration::from_micros(1500), 1)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_their_win32_errors() {
+        use windows_sys::Win32::Foundation::{ERROR_INVALID_PARAMETER, ERROR_OPERATION_ABORTED};
+        assert_eq!(
+            nt_status_to_win32(ktimer_abi::status::STATUS_INVALID_PARAMETER),
+            ERROR_INVALID_PARAMETER
+        );
+        assert_eq!(
+            nt_status_to_win32(ktimer_abi::status::STATUS_CANCELLED),
+            ERROR_OPERATION_ABORTED
+        );
+        assert!(IoFailure::Win32(ERROR_OPERATION_ABORTED).is(ktimer_abi::status::STATUS_CANCELLED));
     }
 }

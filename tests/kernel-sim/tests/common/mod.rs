@@ -332,7 +332,123 @@ impl Gate {
 
     /// Opens the gate for everyone, now and later.
     pub fn open(&self) {
-        self.state.lock().unwrap().1 = true;
+        // Also called while unwinding from a failed assertion: ignore poisoning.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.1 = true;
         self.changed.notify_all();
+    }
+
+    /// A guard that opens the gate when dropped, so a failing assertion cannot leave a DPC
+    /// blocked (and the test hanging).
+    pub fn opener(&self) -> Opener<'_> {
+        Opener(self)
+    }
+}
+
+/// See [`Gate::opener`].
+pub struct Opener<'a>(&'a Gate);
+
+impl Drop for Opener<'_> {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// The pool tag the tests use ("kSim" read as a little-endian ULONG).
+pub const TAG: u32 = u32::from_le_bytes(*b"kSim");
+
+/// A KTIMER and a KDPC living in one non-paged pool block (the layout a driver uses), with
+/// the DPC reporting to `probe`.
+pub struct PoolObjects {
+    /// The pool block.
+    pub block: PVOID,
+    /// The KTIMER at offset 0.
+    pub timer: *mut KTIMER,
+    /// The KDPC at offset 64.
+    pub dpc: *mut KDPC,
+    /// What the DPC routine saw.
+    pub probe: Arc<Probe>,
+}
+
+// SAFETY: the pointers refer to pool memory owned by the kernel; every access goes through the
+// kernel routines, which synchronise on the kernel's lock.
+unsafe impl Send for PoolObjects {}
+// SAFETY: as above.
+unsafe impl Sync for PoolObjects {}
+
+impl PoolObjects {
+    /// Allocates the block and initialises both objects.
+    pub fn new(probe: Arc<Probe>) -> Self {
+        let bytes = (std::mem::size_of::<KTIMER>() + std::mem::size_of::<KDPC>()) as u64;
+        // SAFETY: no pointer arguments.
+        let block = unsafe { ntddk::ExAllocatePool2(kernel_sim::POOL_FLAG_NON_PAGED, bytes, TAG) };
+        assert!(!block.is_null());
+        let timer = block.cast::<KTIMER>();
+        // The KDPC follows the KTIMER inside the same allocation.
+        let dpc = timer.wrapping_add(1).cast::<KDPC>();
+        let objects = Self {
+            block,
+            timer,
+            dpc,
+            probe,
+        };
+        // SAFETY: both pointers are inside the live pool block, aligned to 8.
+        unsafe { ntddk::KeInitializeTimer(objects.timer) };
+        let context = Arc::as_ptr(&objects.probe).cast_mut().cast::<c_void>();
+        // SAFETY: as above; the probe lives as long as `objects`.
+        unsafe { ntddk::KeInitializeDpc(objects.dpc, Some(probe_routine), context) };
+        objects
+    }
+
+    /// `KeSetTimerEx` with the block's DPC.
+    pub fn set(&self, due_time: LARGE_INTEGER, period_ms: i32) -> bool {
+        // SAFETY: live pool block (until `free`).
+        unsafe { ntddk::KeSetTimerEx(self.timer, due_time, period_ms, self.dpc) != 0 }
+    }
+
+    /// `KeCancelTimer`.
+    pub fn cancel(&self) -> bool {
+        // SAFETY: live pool block (until `free`).
+        unsafe { ntddk::KeCancelTimer(self.timer) != 0 }
+    }
+
+    /// `KeInsertQueueDpc`.
+    pub fn insert(&self) -> bool {
+        let null = std::ptr::null_mut();
+        // SAFETY: live pool block (until `free`).
+        unsafe { ntddk::KeInsertQueueDpc(self.dpc, null, null) != 0 }
+    }
+
+    /// `KeRemoveQueueDpc`.
+    pub fn remove(&self) -> bool {
+        // SAFETY: live pool block (until `free`).
+        unsafe { ntddk::KeRemoveQueueDpc(self.dpc) != 0 }
+    }
+
+    /// `ExFreePoolWithTag` (the objects are gone afterwards unless it bug-checked).
+    pub fn free(&self) {
+        // SAFETY: the block came from ExAllocatePool2 with TAG; the test does not use the
+        // objects after a successful free.
+        unsafe { ntddk::ExFreePoolWithTag(self.block, TAG) };
+    }
+}
+
+/// A raw pointer a DPC hook may hold (hooks must be `Send + Sync`).
+#[derive(Clone, Copy)]
+pub struct SharedPtr(pub PVOID);
+
+// SAFETY: the pointer is only passed back to kernel routines, which synchronise internally.
+unsafe impl Send for SharedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPtr {}
+
+/// After a bug check a routine that was already running still finishes; its fixtures must
+/// outlive it. Waits (by yielding) until no routine is running.
+pub fn wait_until_no_dpc_runs(kernel: &kernel_sim::Kernel) {
+    while kernel.running_dpcs() > 0 {
+        std::thread::yield_now();
     }
 }

@@ -5,10 +5,12 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ffi::c_void;
 use core::panic::PanicInfo;
 
-use windows_sys::Wdk::System::SystemServices::{ExAllocatePool2, ExFreePoolWithTag, KeBugCheckEx};
+use windows_sys::Wdk::System::SystemServices::{
+    ExAllocatePoolWithTag, ExFreePoolWithTag, KeBugCheckEx,
+};
 
-/// `POOL_FLAG_NON_PAGED` from wdm.h (windows-sys 0.61 does not define it).
-const POOL_FLAG_NON_PAGED: u64 = 0x40;
+/// `NonPagedPoolNx` (`POOL_TYPE`).
+const NON_PAGED_POOL_NX: i32 = 512;
 
 /// Pool tag of allocations made through `alloc` (Box, Vec, ..) in this build: `KtWa` as it
 /// shows in pool tools (ktimer, Wine, allocator).
@@ -23,11 +25,12 @@ const POOL_ALIGNMENT: usize = 16;
 const RUST_PANIC_BUG_CHECK: u32 = 0x4B54_5250; // "KTRP"
 
 /// The global allocator: non-paged pool, so `alloc` types may be touched at `DISPATCH_LEVEL`.
-/// Allocating or freeing itself must happen at IRQL <= `DISPATCH_LEVEL` (`ExAllocatePool2`'s
-/// rule); the driver's design already forbids allocating in a DPC.
+/// Allocating or freeing itself must happen at IRQL <= `DISPATCH_LEVEL`; the driver's design
+/// already forbids allocating in a DPC. `ExAllocatePoolWithTag`, not `ExAllocatePool2`:
+/// Wine 8.0 has no `ExAllocatePool2`, and an image importing it does not load there.
 struct NonPagedPoolAllocator;
 
-// SAFETY: ExAllocatePool2 returns blocks of at least the requested size aligned to
+// SAFETY: ExAllocatePoolWithTag returns blocks of at least the requested size aligned to
 // POOL_ALIGNMENT (larger alignments are refused with null, which `GlobalAlloc` allows), and a
 // block is freed exactly once with the tag it was allocated with.
 unsafe impl GlobalAlloc for NonPagedPoolAllocator {
@@ -37,7 +40,8 @@ unsafe impl GlobalAlloc for NonPagedPoolAllocator {
         }
         // SAFETY: a plain pool allocation; the caller runs at IRQL <= DISPATCH_LEVEL (see the
         // type's doc) and a zero size is excluded by `GlobalAlloc`'s contract.
-        unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, layout.size(), GLOBAL_ALLOCATOR_TAG) }.cast()
+        unsafe { ExAllocatePoolWithTag(NON_PAGED_POOL_NX, layout.size(), GLOBAL_ALLOCATOR_TAG) }
+            .cast()
     }
 
     unsafe fn dealloc(&self, block: *mut u8, _layout: Layout) {

@@ -6,8 +6,11 @@
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
-use windows_sys::Wdk::Foundation::{IO_STACK_LOCATION, IRP};
+use windows_sys::Wdk::Foundation::{DRIVER_CANCEL, FILE_OBJECT, IO_STACK_LOCATION, IRP};
+use windows_sys::Wdk::System::SystemServices::IoReleaseCancelSpinLock;
 use windows_sys::Wdk::System::SystemServices::IofCompleteRequest;
 use windows_sys::Win32::Foundation::NTSTATUS;
 
@@ -23,7 +26,14 @@ const _: () = assert!(offset_of!(IRP, Tail) == 0x78);
 const _: () = assert!(offset_of!(IRP, Tail.Overlay.Anonymous2.ListEntry) == 0xA8);
 const _: () = assert!(offset_of!(IRP, Tail.Overlay.Anonymous2.Anonymous) == 0xB8);
 const _: () = assert!(size_of::<IO_STACK_LOCATION>() == 0x48);
+const _: () = assert!(offset_of!(IO_STACK_LOCATION, Control) == 3);
 const _: () = assert!(offset_of!(IO_STACK_LOCATION, Parameters) == 8);
+const _: () = assert!(offset_of!(IO_STACK_LOCATION, FileObject) == 0x30);
+const _: () = assert!(offset_of!(FILE_OBJECT, FsContext) == 0x18);
+const _: () = assert!(size_of::<DRIVER_CANCEL>() == size_of::<*mut core::ffi::c_void>());
+
+/// `SL_PENDING_RETURNED` (wdm.h), the `Control` bit `IoMarkIrpPending` sets.
+const SL_PENDING_RETURNED: u8 = 0x01;
 
 /// `IO_STACK_LOCATION.Parameters.DeviceIoControl` as wdm.h lays it out on x64: each `ULONG`
 /// is `POINTER_ALIGNMENT`, so the fields sit 8 bytes apart. windows-sys 0.61 omits that
@@ -48,10 +58,6 @@ const _: () = assert!(
 
 /// A device-control request as the dispatch entry needs it. The front end's device does
 /// buffered I/O only (`METHOD_BUFFERED` codes), so input and output share `SystemBuffer`.
-#[expect(
-    dead_code,
-    reason = "read once device control calls the service's dispatch entry (not on main yet)"
-)]
 pub struct DeviceControl {
     /// The IOCTL code.
     pub code: u32,
@@ -114,4 +120,83 @@ pub unsafe fn complete(irp: *mut IRP, status: NTSTATUS, information: usize) -> N
     // SAFETY: the caller owns the IRP and passes it on; IO_NO_INCREMENT (0) as priority boost.
     unsafe { IofCompleteRequest(irp, 0) };
     status
+}
+
+/// `IoMarkIrpPending` (an inline routine in wdm.h): the dispatch routine will return
+/// `STATUS_PENDING`, whoever completes the IRP and whenever.
+///
+/// # Safety
+/// As for [`current_stack_location`]; the IRP is not completed yet.
+pub unsafe fn mark_pending(irp: &IRP) {
+    // SAFETY: the caller's contract is current_stack_location's.
+    let location = unsafe { current_stack_location(irp) };
+    let control = location
+        .wrapping_byte_add(offset_of!(IO_STACK_LOCATION, Control))
+        .cast::<u8>();
+    // SAFETY: `control` is the byte field of the live stack location, which only the IRP's
+    // current owner (us) writes.
+    let flags = unsafe { control.read() };
+    // SAFETY: as above.
+    unsafe { control.write(flags | SL_PENDING_RETURNED) };
+}
+
+/// The `FsContext` of the IRP's file object: where the front end keeps the handle.
+///
+/// # Safety
+/// As for [`current_stack_location`]; the IRP is a create, cleanup, close, device-control
+/// or cancelled device-control IRP, so its stack location names the file object.
+pub unsafe fn file_context(irp: &IRP) -> *mut *mut core::ffi::c_void {
+    // SAFETY: the caller's contract is current_stack_location's.
+    let location = unsafe { current_stack_location(irp) };
+    // SAFETY: `location` is valid (above); FileObject is a plain pointer field.
+    let file = unsafe { (*location).FileObject };
+    file.wrapping_byte_add(offset_of!(FILE_OBJECT, FsContext))
+        .cast()
+}
+
+/// `IoSetCancelRoutine` (an inline routine in wdm.h): swaps the IRP's cancel routine
+/// atomically and returns the previous one. IRQL <= `DISPATCH_LEVEL`.
+///
+/// # Safety
+/// `irp` is a live IRP the caller owns or is racing the I/O manager's cancel path for, which
+/// is what the atomic exchange arbitrates.
+pub unsafe fn set_cancel_routine(irp: NonNull<IRP>, routine: DRIVER_CANCEL) -> DRIVER_CANCEL {
+    let field = irp
+        .as_ptr()
+        .wrapping_byte_add(offset_of!(IRP, CancelRoutine))
+        .cast::<*mut core::ffi::c_void>();
+    // SAFETY: the field is an aligned pointer-sized slot of the live IRP that the I/O manager
+    // also accesses only with interlocked operations (as the header's inline does).
+    let slot = unsafe { AtomicPtr::from_ptr(field) };
+    let new = routine.map_or(core::ptr::null_mut(), |routine| {
+        routine as *mut core::ffi::c_void
+    });
+    let old = slot.swap(new, Ordering::SeqCst);
+    // SAFETY: the slot only ever holds null or a DRIVER_CANCEL routine (ours), and
+    // `Option<fn>` has the null-pointer layout (asserted size; guaranteed niche).
+    unsafe { core::mem::transmute::<*mut core::ffi::c_void, DRIVER_CANCEL>(old) }
+}
+
+/// Whether the IRP has been cancelled (`Irp->Cancel`), read after a full barrier.
+///
+/// # Safety
+/// `irp` is a live IRP.
+pub unsafe fn cancel_requested(irp: NonNull<IRP>) -> bool {
+    let field = irp
+        .as_ptr()
+        .wrapping_byte_add(offset_of!(IRP, Cancel))
+        .cast::<u8>();
+    // SAFETY: an aligned byte of the live IRP that the I/O manager sets concurrently.
+    unsafe { AtomicU8::from_ptr(field) }.load(Ordering::SeqCst) != 0
+}
+
+/// `IoReleaseCancelSpinLock(Irp->CancelIrql)`, as a cancel routine must do first.
+///
+/// # Safety
+/// Called from the IRP's cancel routine, with the cancel spin lock held.
+pub unsafe fn release_cancel_spin_lock(irp: NonNull<IRP>) {
+    // SAFETY: the IRP is live; the I/O manager stored the IRQL to restore before calling us.
+    let irql = unsafe { (*irp.as_ptr()).CancelIrql };
+    // SAFETY: we hold the cancel spin lock (contract).
+    unsafe { IoReleaseCancelSpinLock(irql) };
 }

@@ -8,13 +8,15 @@
 #![cfg_attr(windows, no_std)]
 
 #[cfg(windows)]
+extern crate alloc;
+
+#[cfg(windows)]
+mod dispatch;
+#[cfg(windows)]
 mod driver_entry;
 #[cfg(windows)]
 mod irp;
 #[cfg(windows)]
-mod unicode;
-
-// The portable core, and through it (feature `wdm-windows-sys`) the kernel-image runtime:
-// allocator, panic handler, C runtime symbols (tests/wine/rt).
+mod request;
 #[cfg(windows)]
-extern crate ktimer;
+mod unicode;
