@@ -16,6 +16,9 @@ pub struct Report {
     pub backend: String,
     /// The driver as get-info described it, if it answered.
     pub driver: Option<String>,
+    /// The lateness bound every expiration was checked against, described (the kernel rule
+    /// per timer kind, plus the host-scheduling allowance in real time).
+    pub tolerance: Option<String>,
     /// One result per scenario, in run order.
     pub results: Vec<ScenarioResult>,
     /// The driver's unload after the run, where the backend can check it (simulator).
@@ -58,6 +61,9 @@ impl Report {
         let _ = writeln!(out, "backend: {}", self.backend);
         if let Some(driver) = &self.driver {
             let _ = writeln!(out, "driver:  {driver}");
+        }
+        if let Some(tolerance) = &self.tolerance {
+            let _ = writeln!(out, "timing:  {tolerance}");
         }
         let _ = writeln!(out);
         let name_width = self
@@ -150,6 +156,11 @@ impl Report {
         json.key("driver");
         match &self.driver {
             Some(driver) => json.string(driver),
+            None => json.null(),
+        };
+        json.key("tolerance");
+        match &self.tolerance {
+            Some(tolerance) => json.string(tolerance),
             None => json.null(),
         };
         json.key("success").bool(self.success());
@@ -362,10 +373,12 @@ mod tests {
         let report = Report {
             backend: "test".into(),
             driver: Some("0.1.0".into()),
+            tolerance: Some("kernel rule + 100.000 ms host allowance".into()),
             results: vec![result("alpha", true), result("beta", false)],
             unload: Some(Ok("clean".into())),
         };
         let text = report.to_text();
+        assert!(text.contains("\ntiming:  kernel rule + 100.000 ms host allowance\n"));
         assert!(text.lines().any(|line| line.starts_with("alpha")
             && line.contains("PASS")
             && line.contains("2.000 ms")
@@ -388,6 +401,7 @@ mod tests {
         let report = Report {
             backend: "test".into(),
             driver: None,
+            tolerance: None,
             results: vec![result("alpha", true), skipped],
             unload: None,
         };
@@ -414,12 +428,13 @@ mod tests {
         let report = Report {
             backend: "b".into(),
             driver: None,
+            tolerance: Some("t".into()),
             results: vec![result("alpha", true)],
             unload: Some(Err("leak".into())),
         };
         let json = report.to_json();
         assert!(json.starts_with(
-            r#"{"backend":"b","driver":null,"success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
+            r#"{"backend":"b","driver":null,"tolerance":"t","success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
         ));
         assert!(json.contains(r#""lateness_us":{"samples":3,"min":1000.000,"p50":2000.000,"p99":15625.000,"max":15625.000}"#));
         assert!(json.contains(r#""expected":3,"observed":3"#));
