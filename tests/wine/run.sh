@@ -150,7 +150,7 @@ skips=(
     "high-resolution=Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer fails (STATUS_INSUFFICIENT_RESOURCES at create)"
     "coalescable=Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms KeSetTimerEx without the tolerance, so no coalescable timer would be tested"
     "re-arm=Wine's KeSetTimerEx/KeCancelTimer report an expired one-shot timer as still set (Wine never clears KTIMER.Header.Inserted on expiry), so was_armed differs from Windows"
-    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-65 ms after their due time in runs here, beyond the one-tick + 5 ms tolerance (every timer still fired exactly once)"
+    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-107 ms after their due time in runs here, beyond even the 100 ms host allowance under load (every timer still fired exactly once)"
 )
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.

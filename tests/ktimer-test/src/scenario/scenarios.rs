@@ -1737,3 +1737,63 @@ fn limits(env: &Env<'_>) -> Result<Outcome, String> {
         info.max_timers_per_handle, info.max_pending_waits_per_handle
     )))
 }
+
+#[cfg(test)]
+mod periodic_count_tests {
+    use super::*;
+
+    /// A run of a 10 ms periodic timer first due at 1,000,000 (interrupt time), cancelled
+    /// between `issued` and `done`.
+    fn run(issued: i64, done: i64) -> PeriodicRun {
+        PeriodicRun {
+            records: Vec::new(),
+            query: ktimer_abi::QueryResponse {
+                due_time: 1_000_000,
+                ..ktimer_abi::QueryResponse::default()
+            },
+            cancel_issued: issued,
+            cancel_done: done,
+        }
+    }
+
+    fn info() -> InfoResponse {
+        InfoResponse {
+            clock_increment: 10_000,
+            ..InfoResponse::default()
+        }
+    }
+
+    #[test]
+    fn a_cancel_on_time_expects_the_scheduled_count() {
+        // Half a period after the 25th due time (1,000,000 + 24 periods).
+        let cancel = 1_000_000 + 24 * 100_000 + 50_000;
+        assert_eq!(
+            periodic_counts(&info(), &run(cancel, cancel), 10, 25),
+            (25, 25)
+        );
+    }
+
+    #[test]
+    fn a_late_cancel_expects_what_was_due_by_then_and_no_more() {
+        // The app was held up: the cancel went out 3.2 periods late and took effect within
+        // the same period.
+        let issued = 1_000_000 + 27 * 100_000 + 70_000;
+        assert_eq!(
+            periodic_counts(&info(), &run(issued, issued + 10_000), 10, 25),
+            (28, 28)
+        );
+        // Took effect across the next due time (plus get-info's one-tick granularity).
+        assert_eq!(
+            periodic_counts(&info(), &run(issued, issued + 25_000), 10, 25),
+            (28, 29)
+        );
+    }
+
+    #[test]
+    fn an_early_cancel_still_expects_the_scheduled_count() {
+        assert_eq!(
+            periodic_counts(&info(), &run(1_000_000, 1_000_000), 10, 25),
+            (25, 25)
+        );
+    }
+}
