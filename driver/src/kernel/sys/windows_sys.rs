@@ -45,6 +45,12 @@
 //!   binding's DPC queue (once: a KDPC already queued is not queued again, as on Windows)
 //!   and returns at once, so Wine's waiting `KeCancelTimer` never waits on driver code.
 //! - One dispatcher thread runs the queued routines one at a time, in order.
+//! - Wine's periodic thread-pool timer does not keep its phase (when its timer thread finds
+//!   the next timeout already past, it counts the period from "now"), and callbacks that
+//!   fell behind can run back to back. A KTIMER keeps its absolute schedule and queues its
+//!   DPC at most once per due time. So for a periodic timer armed with a relative due time
+//!   the trampoline lets one callback through per due time of the KTIMER's schedule (from
+//!   a tick before it) and drops the others, as if the timer had not expired yet.
 //! - Wine reports `PASSIVE_LEVEL` everywhere and its spin locks do not raise IRQL, yet the
 //!   timer core decides by IRQL whether it may wait (a drop under a spin lock must defer,
 //!   not flush). So the binding keeps each thread's IRQL itself: `DISPATCH_LEVEL` while a
@@ -72,7 +78,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use ktimer_abi::device::ascii_to_utf16;
 use windows_sys::Wdk::Foundation::KEVENT;
@@ -398,6 +404,41 @@ fn dpc_driver_routine(dpc: *mut KDPC) -> *mut PKDEFERRED_ROUTINE {
     dpc_field(dpc, offset_of!(KDPC, ProcessorHistory))
 }
 
+/// The gate's state "let every callback through": a DPC not armed as a gated periodic timer.
+const GATE_OPEN: i64 = i64::MIN;
+
+/// The gate's next due time (interrupt time) in Wine mode: `SystemArgument1`, which Wine
+/// only passes through to the trampoline (which ignores it); [`GATE_OPEN`] when ungated.
+///
+/// # Safety
+/// `dpc` is a KDPC initialised by [`KeInitializeDpc`] in Wine mode, alive while the
+/// reference is used; the field is only accessed atomically from then on.
+unsafe fn gate_next_due<'a>(dpc: *mut KDPC) -> &'a AtomicI64 {
+    // SAFETY: an aligned 8-byte field (offset 0x28, asserted above) of a live KDPC, only
+    // accessed through atomics (contract).
+    unsafe { AtomicI64::from_ptr(dpc_field(dpc, offset_of!(KDPC, SystemArgument1))) }
+}
+
+/// The gate's period (100 ns units) in Wine mode: `SystemArgument2`, as above.
+///
+/// # Safety
+/// As [`gate_next_due`].
+unsafe fn gate_period<'a>(dpc: *mut KDPC) -> &'a AtomicI64 {
+    // SAFETY: an aligned 8-byte field (offset 0x30, asserted above) of a live KDPC, only
+    // accessed through atomics (contract).
+    unsafe { AtomicI64::from_ptr(dpc_field(dpc, offset_of!(KDPC, SystemArgument2))) }
+}
+
+/// The first due time of the KTIMER schedule strictly after `now`, given the due time
+/// `next_due` the gate was waiting for (`now >= next_due - tick`). Any IRQL.
+fn following_due(next_due: i64, period: i64, now: i64) -> i64 {
+    if period <= 0 {
+        return i64::MAX;
+    }
+    let elapsed_periods = now.saturating_sub(next_due).max(0) / period;
+    next_due.saturating_add(period.saturating_mul(elapsed_periods.saturating_add(1)))
+}
+
 /// A DPC taken off the queue, with what its routine is called with.
 struct Dequeued {
     dpc: *mut KDPC,
@@ -575,18 +616,14 @@ impl DpcQueue {
             // SAFETY: as above.
             let context =
                 unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, DeferredContext)).read() };
-            // SAFETY: as above.
-            let argument1 =
-                unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, SystemArgument1)).read() };
-            // SAFETY: as above.
-            let argument2 =
-                unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, SystemArgument2)).read() };
+            // The system arguments hold the trampoline's gate (`gate_next_due`): the routine
+            // gets none, which the driver's routines do not use.
             Some(Dequeued {
                 dpc,
                 routine,
                 context,
-                argument1,
-                argument2,
+                argument1: null_mut(),
+                argument2: null_mut(),
             })
         };
         self.release(irql);
@@ -787,6 +824,32 @@ unsafe extern "C" fn wine_timer_trampoline(
 ) {
     // SAFETY: the KDPC was initialised in Wine mode and is alive while its timer can fire
     // (the timer layer cancels the timer before it frees the DPC).
+    let next_due = unsafe { gate_next_due(dpc) };
+    // SAFETY: as above.
+    let period = unsafe { gate_period(dpc) };
+    // SAFETY: no preconditions.
+    let early = i64::from(unsafe { services::KeQueryTimeIncrement() });
+    loop {
+        let due = next_due.load(Ordering::Acquire);
+        if due == GATE_OPEN {
+            break;
+        }
+        let now = i64::try_from(performance_counter().1).unwrap_or(i64::MAX);
+        if now < due.saturating_sub(early) {
+            // Not yet due on the KTIMER's schedule: a callback that fell behind, or Wine's
+            // re-phased schedule. The kernel would not have expired the timer: drop it.
+            return;
+        }
+        let following = following_due(due, period.load(Ordering::Relaxed), now);
+        if next_due
+            .compare_exchange(due, following, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            break;
+        }
+        // Another callback of this timer, or a re-arm, moved the gate: look again.
+    }
+    // SAFETY: as above.
     unsafe { DPC_QUEUE.enqueue(dpc) };
 }
 
@@ -999,8 +1062,28 @@ pub unsafe fn KeSetTimerEx(
 ) -> BOOLEAN {
     // SAFETY: every LARGE_INTEGER bit pattern is a valid i64.
     let due = unsafe { DueTime.QuadPart };
+    if !is_wine() || Dpc.is_null() {
+        // SAFETY: the caller's contract is the routine's.
+        return BOOLEAN::from(unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) });
+    }
+    // Wine mode: the trampoline's gate (module doc). Open while Wine re-arms (it cancels the
+    // old arming's callbacks and waits for running ones; one that gets through meanwhile is
+    // a DPC queued before the re-arm, which the timer core expects), then set for a periodic
+    // timer with a relative due time. An absolute due time is in system time, which Wine's
+    // timers follow and the gate's interrupt time does not: such timers stay ungated.
+    // SAFETY: `Dpc` was initialised by `KeInitializeDpc` in Wine mode and outlives the
+    // arming (caller's contract); its gate fields are only accessed atomically.
+    let next_due = unsafe { gate_next_due(Dpc) };
+    next_due.store(GATE_OPEN, Ordering::Release);
+    let armed_at = i64::try_from(performance_counter().1).unwrap_or(i64::MAX);
     // SAFETY: the caller's contract is the routine's.
-    BOOLEAN::from(unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) })
+    let was_set = unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) };
+    if Period > 0 && due < 0 {
+        // SAFETY: as above.
+        unsafe { gate_period(Dpc) }.store(i64::from(Period) * 10_000, Ordering::Relaxed);
+        next_due.store(armed_at.saturating_sub(due), Ordering::Release);
+    }
+    BOOLEAN::from(was_set)
 }
 
 /// `KeSetCoalescableTimer`, or `KeSetTimerEx` without the tolerance when the kernel has none
@@ -1077,6 +1160,10 @@ pub unsafe fn KeInitializeDpc(
         unsafe { dpc_kernel_routine(Dpc).write(Some(wine_timer_trampoline)) };
         // SAFETY: as above.
         unsafe { dpc_mark(Dpc).write(null_mut()) };
+        // SAFETY: as above; from here the gate fields are only accessed atomically.
+        unsafe { gate_next_due(Dpc) }.store(GATE_OPEN, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { gate_period(Dpc) }.store(0, Ordering::Relaxed);
     }
 }
 
