@@ -154,7 +154,11 @@ skips=(
 )
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
-app_command="C:\\ktimer\\ktimer-test.exe --lateness-tolerance-ms=$LATENESS_TOLERANCE_MS"
+# --warm-up: the first timer after the driver starts came 34-119 ms late in runs here, the
+# next one on time (likely Wine's thread pool in the driver host creating its timer thread and
+# first worker then; not isolated: docs/WINE.md). The app arms one timer first, checks its
+# record, and reports its lateness without judging it.
+app_command="C:\\ktimer\\ktimer-test.exe --warm-up --lateness-tolerance-ms=$LATENESS_TOLERANCE_MS"
 if ((apply_skips)); then
     for skip in "${skips[@]}"; do app_command+=" \"--skip=$skip\""; done
 fi

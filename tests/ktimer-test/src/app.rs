@@ -106,6 +106,17 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
         .collect();
     let user_timer = platform_timer(options.sim);
     let progress = Progress::new(!options.quiet);
+    let warm_up = options.warm_up.then(|| {
+        progress.show("warm-up");
+        let no_progress = |_: &str| {};
+        scenario::warm_up(&Env {
+            device: backend.device.as_ref(),
+            clock: backend.clock.as_ref(),
+            user_timer: None,
+            slack: real_time_slack(options),
+            progress: &no_progress,
+        })
+    });
     let mut report = run_scenarios(
         &backend,
         &to_run,
@@ -114,6 +125,7 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
         &progress,
     );
     progress.finish();
+    report.warm_up = warm_up;
     if let Some(tolerance) = report.tolerance.as_mut() {
         tolerance.push_str(if options.lateness_tolerance_ms.is_some() {
             " (set by --lateness-tolerance-ms)"
@@ -222,6 +234,7 @@ pub fn run_scenarios(
         backend: backend.device.describe(),
         driver,
         tolerance: Some(tolerance),
+        warm_up: None,
         results,
         unload,
     }

@@ -46,11 +46,13 @@
 //!   and returns at once, so Wine's waiting `KeCancelTimer` never waits on driver code.
 //! - One dispatcher thread runs the queued routines one at a time, in order.
 //! - Wine's periodic thread-pool timer does not keep its phase (when its timer thread finds
-//!   the next timeout already past, it counts the period from "now"), and callbacks that
-//!   fell behind can run back to back. A KTIMER keeps its absolute schedule and queues its
-//!   DPC at most once per due time. So for a periodic timer armed with a relative due time
-//!   the trampoline lets one callback through per due time of the KTIMER's schedule (from
-//!   a tick before it) and drops the others, as if the timer had not expired yet.
+//!   the next timeout already past, it counts the period from "now"), callbacks that fell
+//!   behind can run back to back, and a callback can re-queue the DPC just after the
+//!   dispatcher ran it late for that same due time. A KTIMER keeps its absolute schedule and
+//!   its DPC runs at most once per due time. So for a periodic timer armed with a relative
+//!   due time the dispatcher runs the DPC only when a new due time of the KTIMER's schedule
+//!   has come (from a tick before it) and skips the other runs, as if the timer had not
+//!   expired again yet.
 //! - Wine reports `PASSIVE_LEVEL` everywhere and its spin locks do not raise IRQL, yet the
 //!   timer core decides by IRQL whether it may wait (a drop under a spin lock must defer,
 //!   not flush). So the binding keeps each thread's IRQL itself: `DISPATCH_LEVEL` while a
@@ -409,6 +411,7 @@ const GATE_OPEN: i64 = i64::MIN;
 
 /// The gate's next due time (interrupt time) in Wine mode: `SystemArgument1`, which Wine
 /// only passes through to the trampoline (which ignores it); [`GATE_OPEN`] when ungated.
+/// See [`gate_admits`].
 ///
 /// # Safety
 /// `dpc` is a KDPC initialised by [`KeInitializeDpc`] in Wine mode, alive while the
@@ -824,6 +827,18 @@ unsafe extern "C" fn wine_timer_trampoline(
 ) {
     // SAFETY: the KDPC was initialised in Wine mode and is alive while its timer can fire
     // (the timer layer cancels the timer before it frees the DPC).
+    unsafe { DPC_QUEUE.enqueue(dpc) };
+}
+
+/// Whether a run of `dpc` that the dispatcher is about to make falls on a new due time of
+/// its timer's KTIMER schedule (always, for an ungated DPC), and if so moves the gate to the
+/// next due time after now. A run that does not is one a KTIMER would never have made (the
+/// timer's DPC already ran for this due time): the dispatcher skips it. On the dispatcher.
+///
+/// # Safety
+/// `dpc` was just taken off the queue: initialised in Wine mode and alive until its run.
+unsafe fn gate_admits(dpc: *mut KDPC) -> bool {
+    // SAFETY: the caller's contract.
     let next_due = unsafe { gate_next_due(dpc) };
     // SAFETY: as above.
     let period = unsafe { gate_period(dpc) };
@@ -832,25 +847,21 @@ unsafe extern "C" fn wine_timer_trampoline(
     loop {
         let due = next_due.load(Ordering::Acquire);
         if due == GATE_OPEN {
-            break;
+            return true;
         }
         let now = i64::try_from(performance_counter().1).unwrap_or(i64::MAX);
         if now < due.saturating_sub(early) {
-            // Not yet due on the KTIMER's schedule: a callback that fell behind, or Wine's
-            // re-phased schedule. The kernel would not have expired the timer: drop it.
-            return;
+            return false;
         }
         let following = following_due(due, period.load(Ordering::Relaxed), now);
         if next_due
             .compare_exchange(due, following, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            break;
+            return true;
         }
-        // Another callback of this timer, or a re-arm, moved the gate: look again.
+        // A re-arm moved the gate meanwhile: look again.
     }
-    // SAFETY: as above.
-    unsafe { DPC_QUEUE.enqueue(dpc) };
 }
 
 /// The flush barrier's routine: signal the flusher's event. `DISPATCH_LEVEL` (a DPC).
@@ -878,6 +889,11 @@ unsafe extern "system" fn dispatcher_main(_context: PVOID) {
         .store(current_thread_id(), Ordering::Release);
     loop {
         while let Some(job) = DPC_QUEUE.pop() {
+            // SAFETY: just taken off the queue: initialised in Wine mode, alive until it has
+            // run (the enqueue contract).
+            if !unsafe { gate_admits(job.dpc) } {
+                continue;
+            }
             if let Some(routine) = job.routine {
                 IRQL_TABLE.set(2);
                 // SAFETY: the routine and context were given for this KDPC by the driver
@@ -1066,9 +1082,9 @@ pub unsafe fn KeSetTimerEx(
         // SAFETY: the caller's contract is the routine's.
         return BOOLEAN::from(unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) });
     }
-    // Wine mode: the trampoline's gate (module doc). Open while Wine re-arms (it cancels the
-    // old arming's callbacks and waits for running ones; one that gets through meanwhile is
-    // a DPC queued before the re-arm, which the timer core expects), then set for a periodic
+    // Wine mode: the dispatcher's gate (module doc). Open while Wine re-arms (it cancels the
+    // old arming's callbacks and waits for running ones; a run that gets through meanwhile
+    // is a DPC queued before the re-arm, which the timer core expects), then set for a periodic
     // timer with a relative due time. An absolute due time is in system time, which Wine's
     // timers follow and the gate's interrupt time does not: such timers stay ungated.
     // SAFETY: `Dpc` was initialised by `KeInitializeDpc` in Wine mode and outlives the
