@@ -6,6 +6,7 @@
 #
 # Usage: bash tests/wine/run.sh [--keep-prefix] [--no-skip] [-- <extra ktimer-test arguments>]
 #   --no-skip  also run the scenarios that cannot hold under Wine 8.0 (to re-check them)
+#   KTIMER_WINE_LATENESS_TOLERANCE_MS=N  host allowance for lateness (default 100; see below)
 #
 # Exit status 0 only if the driver started, every scenario the app ran either passed or was
 # reported as skipped with a reason (never counted as passed), and the driver stopped.
@@ -27,6 +28,11 @@ readonly PACKAGES=(wine wine64 libwine gcc-mingw-w64-x86-64)
 readonly WINE_DLL_DIR=/usr/lib/x86_64-linux-gnu/wine/x86_64-windows
 # Upper bound for the Wine session (driver start, all scenarios, stop).
 readonly SESSION_TIMEOUT_SECONDS=${KTIMER_WINE_SESSION_TIMEOUT:-300}
+# Host-scheduling allowance (ms) on the late side of every expiration, on top of the kernel
+# rule: ktimer-test --lateness-tolerance-ms. Wine's timers are Linux thread-pool threads, not
+# DPCs; on a loaded 2-core machine single expirations came 43-66 ms late (docs/WINE.md,
+# "Known instability"). Counts, order, statuses and loss are still checked exactly.
+readonly LATENESS_TOLERANCE_MS=${KTIMER_WINE_LATENESS_TOLERANCE_MS:-100}
 
 keep_prefix=0
 apply_skips=1
@@ -115,7 +121,16 @@ cleanup() {
 }
 trap cleanup EXIT
 say "creating the Wine prefix ($(wine --version 2>/dev/null))"
-wine wineboot -i >"$RUN_DIR/wineboot.log" 2>&1 || fail "wineboot failed (see $RUN_DIR/wineboot.log)"
+# Creating a prefix is Wine's set-up, not the test: it failed now and then here
+# ("ShellExecuteEx failed: Internal error"), so a failed one is thrown away and made again,
+# once.
+if ! wine wineboot -i >"$RUN_DIR/wineboot.log" 2>&1; then
+    say "wineboot failed (see $RUN_DIR/wineboot.log); creating the prefix again, once"
+    wineserver -k >/dev/null 2>&1 || true
+    rm -rf "$WINEPREFIX"
+    wine wineboot -i >"$RUN_DIR/wineboot-2.log" 2>&1 \
+        || fail "wineboot failed twice (see $RUN_DIR/wineboot.log, wineboot-2.log)"
+fi
 wineserver -w
 
 drive_c=$WINEPREFIX/drive_c
@@ -135,11 +150,15 @@ skips=(
     "high-resolution=Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer fails (STATUS_INSUFFICIENT_RESOURCES at create)"
     "coalescable=Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms KeSetTimerEx without the tolerance, so no coalescable timer would be tested"
     "re-arm=Wine's KeSetTimerEx/KeCancelTimer report an expired one-shot timer as still set (Wine never clears KTIMER.Header.Inserted on expiry), so was_armed differs from Windows"
-    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-65 ms after their due time in runs here, beyond the one-tick + 5 ms tolerance (every timer still fired exactly once)"
+    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-107 ms after their due time in runs here, beyond even the 100 ms host allowance under load (every timer still fired exactly once)"
 )
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
-app_command="C:\\ktimer\\ktimer-test.exe"
+# --warm-up: the first timer after the driver starts came 34-119 ms late in runs here, the
+# next one on time (likely Wine's thread pool in the driver host creating its timer thread and
+# first worker then; not isolated: docs/WINE.md). The app arms one timer first, checks its
+# record, and reports its lateness without judging it.
+app_command="C:\\ktimer\\ktimer-test.exe --warm-up --lateness-tolerance-ms=$LATENESS_TOLERANCE_MS"
 if ((apply_skips)); then
     for skip in "${skips[@]}"; do app_command+=" \"--skip=$skip\""; done
 fi

@@ -29,14 +29,16 @@ impl std::fmt::Debug for Backend {
     }
 }
 
-/// Extra lateness allowed for host scheduling in real-time runs. The driver measures
-/// lateness in its DPC, so on Windows only DPC latency counts; under `--sim` the simulated
-/// clock interrupt and DPCs are host threads competing for the CPU with everything else.
-fn real_time_slack(sim: bool) -> Duration {
-    if sim {
-        Duration::from_millis(30)
-    } else {
-        Duration::from_millis(5)
+/// Extra lateness allowed for host scheduling in real-time runs, unless
+/// `--lateness-tolerance-ms` sets it. The driver measures lateness in its DPC, so on Windows
+/// only DPC latency counts; under `--sim` the simulated clock interrupt and DPCs are host
+/// threads competing for the CPU with everything else. Under Wine (tests/wine/run.sh sets
+/// the flag) timer callbacks are Linux thread-pool threads: see docs/WINE.md.
+fn real_time_slack(options: &RunOptions) -> Duration {
+    match options.lateness_tolerance_ms {
+        Some(ms) => Duration::from_millis(ms.into()),
+        None if options.sim => Duration::from_millis(30),
+        None => Duration::from_millis(5),
     }
 }
 
@@ -104,14 +106,33 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
         .collect();
     let user_timer = platform_timer(options.sim);
     let progress = Progress::new(!options.quiet);
+    let warm_up = options.warm_up.then(|| {
+        progress.show("warm-up");
+        let no_progress = |_: &str| {};
+        scenario::warm_up(&Env {
+            device: backend.device.as_ref(),
+            clock: backend.clock.as_ref(),
+            user_timer: None,
+            slack: real_time_slack(options),
+            progress: &no_progress,
+        })
+    });
     let mut report = run_scenarios(
         &backend,
         &to_run,
         Some(user_timer.as_ref()),
-        real_time_slack(options.sim),
+        real_time_slack(options),
         &progress,
     );
     progress.finish();
+    report.warm_up = warm_up;
+    if let Some(tolerance) = report.tolerance.as_mut() {
+        tolerance.push_str(if options.lateness_tolerance_ms.is_some() {
+            " (set by --lateness-tolerance-ms)"
+        } else {
+            " (default)"
+        });
+    }
     // Skipped scenarios take their place in the selection order, unrun.
     let mut ran = std::mem::take(&mut report.results).into_iter();
     report.results = selected
@@ -201,9 +222,19 @@ pub fn run_scenarios(
         results.push(scenario::run_one(scenario, &env));
     }
     let unload = backend.device.unload();
+    let tolerance = if virtual_time {
+        "kernel rule only (virtual time: no host allowance)".to_owned()
+    } else {
+        format!(
+            "kernel rule + {} host allowance on the late side",
+            crate::stats::format_ms(crate::clock::units_100ns(slack))
+        )
+    };
     Report {
         backend: backend.device.describe(),
         driver,
+        tolerance: Some(tolerance),
+        warm_up: None,
         results,
         unload,
     }

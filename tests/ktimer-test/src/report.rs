@@ -16,6 +16,12 @@ pub struct Report {
     pub backend: String,
     /// The driver as get-info described it, if it answered.
     pub driver: Option<String>,
+    /// The lateness bound every expiration was checked against, described (the kernel rule
+    /// per timer kind, plus the host-scheduling allowance in real time).
+    pub tolerance: Option<String>,
+    /// The warm-up before the scenarios (`--warm-up`), if one ran: what it saw, or why it
+    /// failed (which fails the run).
+    pub warm_up: Option<Result<String, String>>,
     /// One result per scenario, in run order.
     pub results: Vec<ScenarioResult>,
     /// The driver's unload after the run, where the backend can check it (simulator).
@@ -47,7 +53,9 @@ impl Report {
     /// Whether every scenario passed and the unload (if checked) was clean.
     #[must_use]
     pub fn success(&self) -> bool {
-        self.failed() == 0 && !matches!(self.unload, Some(Err(_)))
+        self.failed() == 0
+            && !matches!(self.unload, Some(Err(_)))
+            && !matches!(self.warm_up, Some(Err(_)))
     }
 
     /// The human-readable report.
@@ -58,6 +66,18 @@ impl Report {
         let _ = writeln!(out, "backend: {}", self.backend);
         if let Some(driver) = &self.driver {
             let _ = writeln!(out, "driver:  {driver}");
+        }
+        if let Some(tolerance) = &self.tolerance {
+            let _ = writeln!(out, "timing:  {tolerance}");
+        }
+        match &self.warm_up {
+            Some(Ok(seen)) => {
+                let _ = writeln!(out, "warm-up: {seen}");
+            }
+            Some(Err(problem)) => {
+                let _ = writeln!(out, "warm-up: FAIL {problem}");
+            }
+            None => {}
         }
         let _ = writeln!(out);
         let name_width = self
@@ -152,6 +172,29 @@ impl Report {
             Some(driver) => json.string(driver),
             None => json.null(),
         };
+        json.key("tolerance");
+        match &self.tolerance {
+            Some(tolerance) => json.string(tolerance),
+            None => json.null(),
+        };
+        json.key("warm_up");
+        match &self.warm_up {
+            Some(Ok(seen)) => {
+                json.begin_object();
+                json.key("passed").bool(true);
+                json.key("detail").string(seen);
+                json.end_object();
+            }
+            Some(Err(problem)) => {
+                json.begin_object();
+                json.key("passed").bool(false);
+                json.key("detail").string(problem);
+                json.end_object();
+            }
+            None => {
+                json.null();
+            }
+        }
         json.key("success").bool(self.success());
         json.key("passed").int(count_i128(self.passed()));
         json.key("failed").int(count_i128(self.failed()));
@@ -362,10 +405,15 @@ mod tests {
         let report = Report {
             backend: "test".into(),
             driver: Some("0.1.0".into()),
+            tolerance: Some("kernel rule + 100.000 ms host allowance".into()),
+            warm_up: Some(Ok("fired 34.000 ms late".into())),
             results: vec![result("alpha", true), result("beta", false)],
             unload: Some(Ok("clean".into())),
         };
         let text = report.to_text();
+        assert!(text.contains(
+            "\ntiming:  kernel rule + 100.000 ms host allowance\nwarm-up: fired 34.000 ms late\n"
+        ));
         assert!(text.lines().any(|line| line.starts_with("alpha")
             && line.contains("PASS")
             && line.contains("2.000 ms")
@@ -388,6 +436,8 @@ mod tests {
         let report = Report {
             backend: "test".into(),
             driver: None,
+            tolerance: None,
+            warm_up: None,
             results: vec![result("alpha", true), skipped],
             unload: None,
         };
@@ -414,12 +464,14 @@ mod tests {
         let report = Report {
             backend: "b".into(),
             driver: None,
+            tolerance: Some("t".into()),
+            warm_up: Some(Err("no record".into())),
             results: vec![result("alpha", true)],
             unload: Some(Err("leak".into())),
         };
         let json = report.to_json();
         assert!(json.starts_with(
-            r#"{"backend":"b","driver":null,"success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
+            r#"{"backend":"b","driver":null,"tolerance":"t","warm_up":{"passed":false,"detail":"no record"},"success":false,"passed":1,"failed":0,"skipped":0,"scenarios":[{"name":"alpha""#
         ));
         assert!(json.contains(r#""lateness_us":{"samples":3,"min":1000.000,"p50":2000.000,"p99":15625.000,"max":15625.000}"#));
         assert!(json.contains(r#""expected":3,"observed":3"#));

@@ -45,6 +45,14 @@
 //!   binding's DPC queue (once: a KDPC already queued is not queued again, as on Windows)
 //!   and returns at once, so Wine's waiting `KeCancelTimer` never waits on driver code.
 //! - One dispatcher thread runs the queued routines one at a time, in order.
+//! - Wine's periodic thread-pool timer does not keep its phase (when its timer thread finds
+//!   the next timeout already past, it counts the period from "now"), callbacks that fell
+//!   behind can run back to back, and a callback can re-queue the DPC just after the
+//!   dispatcher ran it late for that same due time. A KTIMER keeps its absolute schedule and
+//!   its DPC runs at most once per due time. So for a periodic timer armed with a relative
+//!   due time the dispatcher runs the DPC only when a new due time of the KTIMER's schedule
+//!   has come (from a tick before it) and skips the other runs, as if the timer had not
+//!   expired again yet.
 //! - Wine reports `PASSIVE_LEVEL` everywhere and its spin locks do not raise IRQL, yet the
 //!   timer core decides by IRQL whether it may wait (a drop under a spin lock must defer,
 //!   not flush). So the binding keeps each thread's IRQL itself: `DISPATCH_LEVEL` while a
@@ -72,7 +80,7 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use ktimer_abi::device::ascii_to_utf16;
 use windows_sys::Wdk::Foundation::KEVENT;
@@ -398,6 +406,42 @@ fn dpc_driver_routine(dpc: *mut KDPC) -> *mut PKDEFERRED_ROUTINE {
     dpc_field(dpc, offset_of!(KDPC, ProcessorHistory))
 }
 
+/// The gate's state "let every callback through": a DPC not armed as a gated periodic timer.
+const GATE_OPEN: i64 = i64::MIN;
+
+/// The gate's next due time (interrupt time) in Wine mode: `SystemArgument1`, which Wine
+/// only passes through to the trampoline (which ignores it); [`GATE_OPEN`] when ungated.
+/// See [`gate_admits`].
+///
+/// # Safety
+/// `dpc` is a KDPC initialised by [`KeInitializeDpc`] in Wine mode, alive while the
+/// reference is used; the field is only accessed atomically from then on.
+unsafe fn gate_next_due<'a>(dpc: *mut KDPC) -> &'a AtomicI64 {
+    // SAFETY: an aligned 8-byte field (offset 0x28, asserted above) of a live KDPC, only
+    // accessed through atomics (contract).
+    unsafe { AtomicI64::from_ptr(dpc_field(dpc, offset_of!(KDPC, SystemArgument1))) }
+}
+
+/// The gate's period (100 ns units) in Wine mode: `SystemArgument2`, as above.
+///
+/// # Safety
+/// As [`gate_next_due`].
+unsafe fn gate_period<'a>(dpc: *mut KDPC) -> &'a AtomicI64 {
+    // SAFETY: an aligned 8-byte field (offset 0x30, asserted above) of a live KDPC, only
+    // accessed through atomics (contract).
+    unsafe { AtomicI64::from_ptr(dpc_field(dpc, offset_of!(KDPC, SystemArgument2))) }
+}
+
+/// The first due time of the KTIMER schedule strictly after `now`, given the due time
+/// `next_due` the gate was waiting for (`now >= next_due - tick`). Any IRQL.
+fn following_due(next_due: i64, period: i64, now: i64) -> i64 {
+    if period <= 0 {
+        return i64::MAX;
+    }
+    let elapsed_periods = now.saturating_sub(next_due).max(0) / period;
+    next_due.saturating_add(period.saturating_mul(elapsed_periods.saturating_add(1)))
+}
+
 /// A DPC taken off the queue, with what its routine is called with.
 struct Dequeued {
     dpc: *mut KDPC,
@@ -575,18 +619,14 @@ impl DpcQueue {
             // SAFETY: as above.
             let context =
                 unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, DeferredContext)).read() };
-            // SAFETY: as above.
-            let argument1 =
-                unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, SystemArgument1)).read() };
-            // SAFETY: as above.
-            let argument2 =
-                unsafe { dpc_field::<PVOID>(dpc, offset_of!(KDPC, SystemArgument2)).read() };
+            // The system arguments hold the trampoline's gate (`gate_next_due`): the routine
+            // gets none, which the driver's routines do not use.
             Some(Dequeued {
                 dpc,
                 routine,
                 context,
-                argument1,
-                argument2,
+                argument1: null_mut(),
+                argument2: null_mut(),
             })
         };
         self.release(irql);
@@ -790,6 +830,40 @@ unsafe extern "C" fn wine_timer_trampoline(
     unsafe { DPC_QUEUE.enqueue(dpc) };
 }
 
+/// Whether a run of `dpc` that the dispatcher is about to make falls on a new due time of
+/// its timer's KTIMER schedule (always, for an ungated DPC), and if so moves the gate to the
+/// next due time after now. A run that does not is one a KTIMER would never have made (the
+/// timer's DPC already ran for this due time): the dispatcher skips it. On the dispatcher.
+///
+/// # Safety
+/// `dpc` was just taken off the queue: initialised in Wine mode and alive until its run.
+unsafe fn gate_admits(dpc: *mut KDPC) -> bool {
+    // SAFETY: the caller's contract.
+    let next_due = unsafe { gate_next_due(dpc) };
+    // SAFETY: as above.
+    let period = unsafe { gate_period(dpc) };
+    // SAFETY: no preconditions.
+    let early = i64::from(unsafe { services::KeQueryTimeIncrement() });
+    loop {
+        let due = next_due.load(Ordering::Acquire);
+        if due == GATE_OPEN {
+            return true;
+        }
+        let now = i64::try_from(performance_counter().1).unwrap_or(i64::MAX);
+        if now < due.saturating_sub(early) {
+            return false;
+        }
+        let following = following_due(due, period.load(Ordering::Relaxed), now);
+        if next_due
+            .compare_exchange(due, following, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return true;
+        }
+        // A re-arm moved the gate meanwhile: look again.
+    }
+}
+
 /// The flush barrier's routine: signal the flusher's event. `DISPATCH_LEVEL` (a DPC).
 ///
 /// # Safety
@@ -815,6 +889,11 @@ unsafe extern "system" fn dispatcher_main(_context: PVOID) {
         .store(current_thread_id(), Ordering::Release);
     loop {
         while let Some(job) = DPC_QUEUE.pop() {
+            // SAFETY: just taken off the queue: initialised in Wine mode, alive until it has
+            // run (the enqueue contract).
+            if !unsafe { gate_admits(job.dpc) } {
+                continue;
+            }
             if let Some(routine) = job.routine {
                 IRQL_TABLE.set(2);
                 // SAFETY: the routine and context were given for this KDPC by the driver
@@ -999,8 +1078,28 @@ pub unsafe fn KeSetTimerEx(
 ) -> BOOLEAN {
     // SAFETY: every LARGE_INTEGER bit pattern is a valid i64.
     let due = unsafe { DueTime.QuadPart };
+    if !is_wine() || Dpc.is_null() {
+        // SAFETY: the caller's contract is the routine's.
+        return BOOLEAN::from(unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) });
+    }
+    // Wine mode: the dispatcher's gate (module doc). Open while Wine re-arms (it cancels the
+    // old arming's callbacks and waits for running ones; a run that gets through meanwhile
+    // is a DPC queued before the re-arm, which the timer core expects), then set for a periodic
+    // timer with a relative due time. An absolute due time is in system time, which Wine's
+    // timers follow and the gate's interrupt time does not: such timers stay ungated.
+    // SAFETY: `Dpc` was initialised by `KeInitializeDpc` in Wine mode and outlives the
+    // arming (caller's contract); its gate fields are only accessed atomically.
+    let next_due = unsafe { gate_next_due(Dpc) };
+    next_due.store(GATE_OPEN, Ordering::Release);
+    let armed_at = i64::try_from(performance_counter().1).unwrap_or(i64::MAX);
     // SAFETY: the caller's contract is the routine's.
-    BOOLEAN::from(unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) })
+    let was_set = unsafe { services::KeSetTimerEx(Timer, due, Period, Dpc) };
+    if Period > 0 && due < 0 {
+        // SAFETY: as above.
+        unsafe { gate_period(Dpc) }.store(i64::from(Period) * 10_000, Ordering::Relaxed);
+        next_due.store(armed_at.saturating_sub(due), Ordering::Release);
+    }
+    BOOLEAN::from(was_set)
 }
 
 /// `KeSetCoalescableTimer`, or `KeSetTimerEx` without the tolerance when the kernel has none
@@ -1077,6 +1176,10 @@ pub unsafe fn KeInitializeDpc(
         unsafe { dpc_kernel_routine(Dpc).write(Some(wine_timer_trampoline)) };
         // SAFETY: as above.
         unsafe { dpc_mark(Dpc).write(null_mut()) };
+        // SAFETY: as above; from here the gate fields are only accessed atomically.
+        unsafe { gate_next_due(Dpc) }.store(GATE_OPEN, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { gate_period(Dpc) }.store(0, Ordering::Relaxed);
     }
 }
 

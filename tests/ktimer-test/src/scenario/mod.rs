@@ -13,7 +13,7 @@ mod tests;
 use std::time::{Duration, Instant};
 
 pub use checks::Tolerance;
-pub use scenarios::driver_version;
+pub use scenarios::{driver_version, warm_up};
 
 use crate::clock::Clock;
 use crate::device::Device;
