@@ -27,7 +27,9 @@
 //!
 //! **Not compiled or run here**: the machines this project is developed on have no WDK, and
 //! wdk-sys generates its bindings from one. Every framework call was written against the
-//! wdk-sys 0.5.1, wdk 0.4.1, wdk-alloc 0.4.1 and wdk-panic 0.4.1 sources, the
+//! wdk-sys 0.5.1, wdk 0.4.1, wdk-alloc 0.4.1 and wdk-panic 0.4.1 sources (rechecked against
+//! wdk-sys 0.5.2, wdk 0.5.0, wdk-alloc 0.4.2 and wdk-panic 0.5.0, and type-checked against
+//! the real KMDF headers: docs/WINDOWS.md, "What was verified on Linux"), the
 //! `call_unsafe_wdf_function_binding!` expansions in windows-drivers-rs' macro tests, the
 //! Windows-rust-driver-samples echo driver and Microsoft's DDI reference (see
 //! docs/WINDOWS.md).
@@ -46,8 +48,11 @@ use wdk_sys::{
 use self::wdf::ulong_size_of;
 
 // The kernel has no unwinding and no default allocator: wdk-panic's handler and wdk-alloc's
-// pool allocator (tag `rust`, `POOL_FLAG_NON_PAGED`). A panic is a bug in this driver; the
-// driver code is written not to panic. Left out of test builds, where std provides both.
+// pool allocator (tag `rust`, `POOL_FLAG_NON_PAGED`). wdk-panic 0.5.0's handler bug-checks
+// with code 0x52504E43 ("RPNC"), the panic's file, line and column in the parameters (it
+// breaks into a debugger first in a debug build); 0.4.1 looped forever instead. A panic is
+// a bug in this driver; the driver code is written not to panic. Left out of test builds,
+// where std provides both.
 #[cfg(not(test))]
 extern crate wdk_panic;
 

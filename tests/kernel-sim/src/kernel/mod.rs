@@ -81,7 +81,7 @@ impl Default for Config {
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
             dpc_watchdog: Duration::from_secs(20),
-            dpc_watchdog_cumulative: Duration::from_secs(120),
+            dpc_watchdog_cumulative: Duration::from_mins(2),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
