@@ -1,5 +1,8 @@
 //! The kernel layer's building blocks on the simulator: `SpinLock`, `PoolBox`, the clocks.
 
+// On the kernel simulator, the driver's binding on every target but Windows.
+#![cfg(ktimer_seam = "sim")]
+
 mod common;
 
 use std::sync::Arc;

@@ -566,7 +566,7 @@ fn machine() {
     println!("machine: {cores} logical CPUs, {cpu}\n");
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [mode, live] = args.as_slice()
         && mode == "callgrind-child"
