@@ -46,8 +46,10 @@ fn main() {
     };
     println!("cargo::rustc-cfg=ktimer_seam=\"{seam}\"");
 
+    // The kernel-mode link only for a driver build: a panic=unwind build (test and bench
+    // profiles, a dependency of test targets) is never one (src/lib.rs).
     #[cfg(all(windows, feature = "kmdf"))]
-    if seam == "wdk" {
+    if seam == "wdk" && std::env::var("CARGO_CFG_PANIC").is_ok_and(|panic| panic == "abort") {
         if let Err(error) = wdk_build::configure_wdk_binary_build() {
             panic!("wdk-build could not configure the driver build: {error:?}");
         }

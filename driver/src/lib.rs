@@ -1,5 +1,10 @@
 //! ktimer: a KMDF driver that exposes one-shot and periodic kernel timers to user mode.
-#![no_std]
+// The driver links no standard library, with one exception: a Windows build with
+// panic=unwind. Only the test and bench profiles make one (Cargo ignores `panic = "abort"`
+// there), as a dependency of test targets (`cargo test` or `--all-targets` at the root on a
+// Windows host); it is never a driver, and a no_std cdylib cannot unwind. That build links
+// std and leaves out wdk-panic, wdk-alloc (kmdf/mod.rs) and the kernel-mode link (build.rs).
+#![cfg_attr(not(all(ktimer_seam = "wdk", panic = "unwind")), no_std)]
 
 extern crate alloc;
 

@@ -51,12 +51,12 @@ use self::wdf::ulong_size_of;
 // pool allocator (tag `rust`, `POOL_FLAG_NON_PAGED`). wdk-panic 0.5.0's handler bug-checks
 // with code 0x52504E43 ("RPNC"), the panic's file, line and column in the parameters (it
 // breaks into a debugger first in a debug build); 0.4.1 looped forever instead. A panic is
-// a bug in this driver; the driver code is written not to panic. Left out of test builds,
-// where std provides both.
-#[cfg(not(test))]
+// a bug in this driver; the driver code is written not to panic. Left out of panic=unwind
+// builds (test and bench profiles only, never a driver: lib.rs), where std provides both.
+#[cfg(panic = "abort")]
 extern crate wdk_panic;
 
-#[cfg(not(test))]
+#[cfg(panic = "abort")]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
