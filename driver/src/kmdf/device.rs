@@ -23,7 +23,7 @@ use crate::kernel::irql::PassiveLevel;
 use crate::service::{Service, ServiceConfig};
 
 /// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
-/// same descriptor as the INF's hardware section (`inf/ktimer.inx`), applied here to the
+/// same descriptor as the INF's hardware section (`driver/ktimer.inx`), applied here to the
 /// named device object as well, so the name is never less protected than the interface.
 const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
