@@ -112,7 +112,7 @@ pub use windows_sys::{
 /// `KeQueryInterruptTime` for x64: wdm.h defines it as an inline read of
 /// `SharedUserData->InterruptTime`, so ntoskrnl has no export for it.
 ///
-/// `KUSER_SHARED_DATA` is mapped read-only at `KI_USER_SHARED_DATA` (0xFFFFF780_00000000
+/// `KUSER_SHARED_DATA` is mapped read-only at `KI_USER_SHARED_DATA` (`0xFFFFF780_00000000`
 /// on x64; bindgen cannot translate the header's `UI64`-suffixed macro) and ntddk.h
 /// asserts `FIELD_OFFSET(KUSER_SHARED_DATA, InterruptTime) == 0x8`. A 64-bit aligned
 /// load of that `KSYSTEM_TIME` is atomic on x64, which is exactly what the header does.
