@@ -33,6 +33,12 @@ pub mod service;
 #[cfg(ktimer_seam = "sim")]
 pub mod host;
 
-// The KMDF shell: DriverEntry and the framework callbacks (Windows, wdk binding only).
-#[cfg(ktimer_seam = "wdk")]
+// The KMDF shell: DriverEntry and the framework callbacks. On Windows it runs on KMDF
+// (wdk-sys); on the simulator, on kernel-sim's KMDF model, through the same seam.
+#[cfg(any(ktimer_seam = "sim", ktimer_seam = "wdk"))]
 mod kmdf;
+
+/// The driver's `DriverEntry`, for the simulated I/O manager (`kernel_sim::wdf::Framework::load`):
+/// the same function the Windows image exports under that name.
+#[cfg(ktimer_seam = "sim")]
+pub use kmdf::DRIVER_ENTRY;

@@ -28,6 +28,7 @@ mod kernel;
 pub mod ntddk;
 mod trace;
 mod types;
+pub mod wdf;
 
 pub use bugcheck::{BugCheck, catch_bug_check};
 pub use kernel::{
@@ -37,3 +38,4 @@ pub use kernel::{
 };
 pub use trace::{Event, ObjectId, TraceEvent};
 pub use types::*;
+pub use wdf::types::*;

@@ -401,7 +401,7 @@ mod tests {
         assert_eq!(code, EXIT_PASSED, "{out}{err}");
         assert!(out.contains("result: 1 passed, 0 failed"), "{out}");
         assert!(
-            out.contains("unload: driver unloaded: no bug check, no leaked pool"),
+            out.contains("unload: driver unloaded (device removed, EvtDriverUnload): no bug check, no leaked framework object or pool"),
             "{out}"
         );
         assert!(err.is_empty(), "{err}");

@@ -369,6 +369,31 @@ thread_local! {
     static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
     static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
+    static DRIVER_FRAMES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Marks the calling thread as inside a driver callback the KMDF model called (an
+/// `extern "C"` frame that must not be unwound through) until dropped: a bug check raised
+/// meanwhile stops this thread, as one on a processor running a DPC does.
+pub(crate) struct DriverFrame(());
+
+impl DriverFrame {
+    pub(crate) fn enter() -> Self {
+        DRIVER_FRAMES.with(|frames| frames.set(frames.get() + 1));
+        Self(())
+    }
+}
+
+impl Drop for DriverFrame {
+    fn drop(&mut self) {
+        let _ = DRIVER_FRAMES.try_with(|frames| frames.set(frames.get().saturating_sub(1)));
+    }
+}
+
+fn in_driver_frame() -> bool {
+    DRIVER_FRAMES
+        .try_with(|frames| frames.get() > 0)
+        .unwrap_or(false)
 }
 
 /// The calling thread's IRQL.
@@ -924,7 +949,7 @@ impl Inner {
         }
         drop(st);
         self.changed.notify_all();
-        if halt.is_some() {
+        if halt.is_some() || in_driver_frame() {
             // Unwinding out of the driver's `extern "C"` callback would abort the process:
             // this processor stops here, as the machine would.
             loop {
