@@ -46,12 +46,25 @@ fn main() {
     };
     println!("cargo::rustc-cfg=ktimer_seam=\"{seam}\"");
 
-    // The kernel-mode link only for a driver build: a panic=unwind build (test and bench
-    // profiles, a dependency of test targets) is never one (src/lib.rs).
     #[cfg(all(windows, feature = "kmdf"))]
-    if seam == "wdk" && std::env::var("CARGO_CFG_PANIC").is_ok_and(|panic| panic == "abort") {
-        if let Err(error) = wdk_build::configure_wdk_binary_build() {
+    if seam == "wdk" {
+        if let Err(error) = configure_wdk_link() {
             panic!("wdk-build could not configure the driver build: {error:?}");
         }
     }
+}
+
+/// The kernel-mode link (entry point, subsystem, WDK library paths) for a driver build. A
+/// panic=unwind build (test and bench profiles, as a dependency of test targets: never a
+/// driver, see src/lib.rs) is a user-mode by-product: it gets only the WDK library paths, so
+/// that wdk-sys' link directives resolve.
+#[cfg(all(windows, feature = "kmdf"))]
+fn configure_wdk_link() -> Result<(), wdk_build::ConfigError> {
+    if std::env::var("CARGO_CFG_PANIC").is_ok_and(|panic| panic == "abort") {
+        return wdk_build::configure_wdk_binary_build();
+    }
+    for path in wdk_build::Config::from_env_auto()?.library_paths()? {
+        println!("cargo::rustc-link-search={}", path.display());
+    }
+    Ok(())
 }

@@ -197,7 +197,7 @@ fn identity(
         && (2..=32).contains(&display.len());
     if !display_ok
         || display.contains(TEMPLATE.display)
-        || display.eq_ignore_ascii_case(TEMPLATE.name)
+        || display.to_ascii_lowercase().contains(TEMPLATE.name)
     {
         return Err(format!(
             "--display-name `{display}`: use 2 to 32 letters and digits, starting with a letter, \
