@@ -192,7 +192,7 @@ unsafe fn create_device(
     device_attributes.ContextTypeInfo = DEVICE_CONTEXT.type_info();
 
     // Created before the device so that a failure needs no cleanup beyond dropping it here.
-    let service = match Service::new(ServiceConfig::default(), passive) {
+    let service = match Service::new(service_config(), passive) {
         Ok(service) => service,
         Err(status) => {
             trace!("ktimer: timer service creation failed: {status:#010x}");
@@ -281,6 +281,16 @@ fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
         )
     };
     check(status, "WdfIoQueueCreate")
+}
+
+/// The timer service's limits: the defaults; on the simulator, those a test set for this
+/// kernel through [`super::sim_hooks::set_service_config`].
+fn service_config() -> ServiceConfig {
+    #[cfg(ktimer_seam = "sim")]
+    if let Some(config) = super::sim_hooks::configured() {
+        return config;
+    }
+    ServiceConfig::default()
 }
 
 /// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):

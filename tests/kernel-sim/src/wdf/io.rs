@@ -518,6 +518,7 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
                 buffer: Box::new([]),
                 input_length: 0,
                 output_length: 0,
+                returned: Vec::new(),
                 completing: false,
             }),
         );
@@ -681,12 +682,19 @@ impl FileHandle {
 
     /// `CloseHandle`: `IRP_MJ_CLEANUP` (`EvtFileCleanup`), then, once every request of the
     /// handle has completed, `IRP_MJ_CLOSE` (`EvtFileClose`; here if nothing is pending,
-    /// else later on another thread).
+    /// else later on another thread). Once closed, requests on this value complete with
+    /// `STATUS_INVALID_HANDLE` without reaching the driver; closing again does nothing.
     ///
     /// # Panics
     /// With a [`BugCheck`] payload if the machine bug-checks.
-    pub fn close(self) {
+    pub fn close(&self) {
         self.close_now();
+    }
+
+    /// Whether [`FileHandle::close`] has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// `IRP_MJ_CLEANUP` only, keeping this value usable to send a request that races the
@@ -837,6 +845,7 @@ fn send_on_driver_thread(
                 buffer,
                 input_length: input.len(),
                 output_length,
+                returned: Vec::with_capacity(output_length),
                 completing: false,
             }),
         );

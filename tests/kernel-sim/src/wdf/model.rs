@@ -233,6 +233,9 @@ pub(crate) struct Request {
     pub(crate) buffer: Box<[u8]>,
     pub(crate) input_length: usize,
     pub(crate) output_length: usize,
+    /// The I/O manager's copy of the output, allocated when the IRP was sent so that
+    /// completion (possibly from a DPC) allocates nothing.
+    pub(crate) returned: Vec<u8>,
     pub(crate) completing: bool,
 }
 
@@ -633,7 +636,9 @@ impl Fx {
         } else {
             0
         };
-        let output = r.buffer.get(..copy).map(<[u8]>::to_vec).unwrap_or_default();
+        let mut output = r.returned;
+        output.clear();
+        output.extend_from_slice(r.buffer.get(..copy).unwrap_or_default());
         if let Some(q) = r.queue.and_then(|queue| queue_mut(&mut st, queue)) {
             q.owned.retain(|o| *o != request);
             q.cancelable.retain(|o| *o != request);
