@@ -299,3 +299,43 @@ fn a_cancel_during_device_cleanup_completes_the_wait_once() {
         finish(&framework, device);
     }
 }
+
+#[test]
+fn a_cancel_routine_held_mid_run_while_the_wait_expires_and_the_handle_closes_completes_it_once() {
+    let kernel = Kernel::new(Config::default());
+    let (framework, device) = loaded(&kernel);
+    let file = framework.open(device, None).unwrap();
+    let mut created = vec![0; 64];
+    file.control(IOCTL_KTIMER_CREATE, &one_shot(10), &mut created)
+        .unwrap();
+    let wait = file.submit(IOCTL_KTIMER_WAIT, &wait_request(), 256);
+    assert!(wait.result().is_none(), "the wait pends, cancelable");
+    let hold = framework.hold_next_cancel_routine();
+    std::thread::scope(|scope| {
+        // CancelIoEx: its cancel routine starts on this thread and is held at its first DDI.
+        let canceller = scope.spawn(|| wait.cancel());
+        assert!(hold.wait_until_held(Duration::from_secs(10)));
+        // Meanwhile the timer expires: the DPC takes the wait out of the service and loses
+        // its claim (WdfRequestUnmarkCancelable: STATUS_CANCELLED)...
+        kernel.advance(Duration::from_millis(32));
+        // ...and the handle's cleanup runs; its close must wait for the request.
+        file.begin_cleanup();
+        assert!(wait.result().is_none(), "neither side completed it alone");
+        hold.release();
+        canceller.join().unwrap();
+    });
+    assert_eq!(
+        wait.wait(Some(Duration::from_secs(10))).unwrap().status,
+        STATUS_CANCELLED
+    );
+    file.close();
+    finish(&framework, device);
+    let log = framework.callback_log();
+    assert_eq!(
+        log.iter()
+            .filter(|c| matches!(c, Callback::RequestCancel(_)))
+            .count(),
+        1
+    );
+    assert!(log.iter().any(|c| matches!(c, Callback::FileClose(_))));
+}

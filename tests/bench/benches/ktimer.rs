@@ -579,9 +579,11 @@ fn dispatch_cost() {
     }
     println!();
     drop(handle);
-    drop(host);
+    // The direct service first: the driver's unload runs the kernel's unload checks, which
+    // see every timer of this kernel.
     service.close(file, &passive);
     service.unload(&passive);
+    drop(host);
 }
 
 fn machine() {

@@ -186,6 +186,13 @@ impl Framework {
         self.fx.lock().purge_on_removal = purge;
     }
 
+    /// Holds the next `EvtRequestCancel` at its first DDI call until the returned value is
+    /// released or dropped (see [`super::CancelHold`]).
+    #[must_use]
+    pub fn hold_next_cancel_routine(&self) -> super::CancelHold {
+        super::CancelHold::arm(&self.fx)
+    }
+
     /// The driver callbacks the framework has called so far, in order.
     #[must_use]
     pub fn callback_log(&self) -> Vec<Callback> {
