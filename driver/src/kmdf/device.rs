@@ -1,6 +1,11 @@
 //! The device object: `EvtDriverDeviceAdd` creates it with its file-object callbacks, name,
 //! security descriptor, device interface, symbolic link and default queue. Its context owns
 //! the timer service; the device's cleanup callback unloads the service and drops it.
+//!
+//! One instance: the device's NT name and symbolic link are fixed (`\Device\KTimer`,
+//! `\DosDevices\KTimer`), so the framework refuses a second device
+//! (`WdfDeviceCreate`: `STATUS_OBJECT_NAME_COLLISION`), its `EvtDriverDeviceAdd` fails with
+//! that status and the node does not start, while the first device keeps serving.
 
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
