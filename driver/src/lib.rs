@@ -29,10 +29,6 @@ pub mod ioctl;
 pub mod kernel;
 pub mod service;
 
-/// The in-process I/O manager stand-in (simulator builds only).
-#[cfg(ktimer_seam = "sim")]
-pub mod host;
-
 // The KMDF shell: DriverEntry and the framework callbacks. On Windows it runs on KMDF
 // (wdk-sys); on the simulator, on kernel-sim's KMDF model, through the same seam.
 #[cfg(any(ktimer_seam = "sim", ktimer_seam = "wdk"))]
@@ -41,4 +37,4 @@ mod kmdf;
 /// The driver's `DriverEntry`, for the simulated I/O manager (`kernel_sim::wdf::Framework::load`):
 /// the same function the Windows image exports under that name.
 #[cfg(ktimer_seam = "sim")]
-pub use kmdf::DRIVER_ENTRY;
+pub use kmdf::{DRIVER_ENTRY, sim_hooks};

@@ -5,7 +5,6 @@
 mod service_common;
 
 use kernel_sim::Config;
-use ktimer::host::HostHandle;
 use ktimer::service::ServiceConfig;
 use ktimer_abi::codec::wait_response_len;
 use ktimer_abi::ioctl::{
@@ -21,6 +20,7 @@ use ktimer_abi::{
     CREATE_HIGH_RESOLUTION, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS,
     QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest, WaitRequest,
 };
+use service_common::Handle;
 use service_common::*;
 
 /// What a request must not change: the timers' query results and the records ready.
@@ -31,7 +31,7 @@ struct Snapshot {
     ready: usize,
 }
 
-fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
+fn snapshot(handle: &Handle, ids: &[u64]) -> Snapshot {
     Snapshot {
         timers: handle.timer_count(),
         queries: ids.iter().map(|&id| query(handle, id).unwrap()).collect(),
@@ -40,7 +40,7 @@ fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
 }
 
 /// A handle with one armed periodic timer and one expired one-shot with a record ready.
-fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
+fn populated(rig: &Rig) -> (Handle, Vec<u64>) {
     let handle = rig.open();
     let expired = create(&handle, schedule_once(MS));
     rig.advance_ms(20);
@@ -51,7 +51,7 @@ fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
 /// Sends `input` under `code` and checks the status and that nothing changed.
 fn rejects(
     rig: &Rig,
-    handle: &HostHandle,
+    handle: &Handle,
     ids: &[u64],
     code: u32,
     input: &[u8],
@@ -599,9 +599,9 @@ fn limits_are_enforced_with_quota_exceeded() {
     assert!(create_with(&handle, &create_request(schedule_once(MS))).is_ok());
 
     let second_handle = rig.open();
-    assert_eq!(rig.host.open().err(), Some(STATUS_QUOTA_EXCEEDED));
+    assert_eq!(rig.driver.open().err(), Some(STATUS_QUOTA_EXCEEDED));
     drop(second_handle);
-    assert!(rig.host.open().is_ok());
+    assert!(rig.driver.open().is_ok());
     drop(handle);
     assert_eq!(
         first.result().map(|done| done.status),

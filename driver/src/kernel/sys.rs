@@ -200,6 +200,13 @@ pub fn parked_list() -> &'static ParkedList {
         .or_insert_with(|| std::boxed::Box::leak(std::boxed::Box::new(ParkedList::new())))
 }
 
+/// The identity of the simulated kernel the calling thread is bound to (the test hooks of
+/// the KMDF shell keep per-kernel settings). Any IRQL.
+#[cfg(ktimer_seam = "sim")]
+pub(crate) fn kernel_instance() -> u64 {
+    kernel_sim::current_kernel_id()
+}
+
 /// Writes one line of driver trace output.
 ///
 /// `wdk::println!` (`DbgPrint`, usable at IRQL <= DIRQL) in the real driver; standard error

@@ -1,6 +1,11 @@
 //! The device object: `EvtDriverDeviceAdd` creates it with its file-object callbacks, name,
 //! security descriptor, device interface, symbolic link and default queue. Its context owns
 //! the timer service; the device's cleanup callback unloads the service and drops it.
+//!
+//! One instance: the device's NT name and symbolic link are fixed (`\Device\KTimer`,
+//! `\DosDevices\KTimer`), so the framework refuses a second device
+//! (`WdfDeviceCreate`: `STATUS_OBJECT_NAME_COLLISION`), its `EvtDriverDeviceAdd` fails with
+//! that status and the node does not start, while the first device keeps serving.
 
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -192,7 +197,7 @@ unsafe fn create_device(
     device_attributes.ContextTypeInfo = DEVICE_CONTEXT.type_info();
 
     // Created before the device so that a failure needs no cleanup beyond dropping it here.
-    let service = match Service::new(ServiceConfig::default(), passive) {
+    let service = match Service::new(service_config(), passive) {
         Ok(service) => service,
         Err(status) => {
             trace!("ktimer: timer service creation failed: {status:#010x}");
@@ -281,6 +286,16 @@ fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
         )
     };
     check(status, "WdfIoQueueCreate")
+}
+
+/// The timer service's limits: the defaults; on the simulator, those a test set for this
+/// kernel through [`super::sim_hooks::set_service_config`].
+fn service_config() -> ServiceConfig {
+    #[cfg(ktimer_seam = "sim")]
+    if let Some(config) = super::sim_hooks::configured() {
+        return config;
+    }
+    ServiceConfig::default()
 }
 
 /// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):

@@ -37,6 +37,8 @@
 mod device;
 mod file;
 mod request;
+#[cfg(ktimer_seam = "sim")]
+pub mod sim_hooks;
 mod wdf;
 
 use crate::kernel::sys::{

@@ -346,8 +346,20 @@ fn unmark_of_a_request_never_marked_fires_and_cancel_makes_unmark_return_cancell
         };
         assert_eq!(status, STATUS_SUCCESS);
     }
-    io.cancel();
-    // The cancel routine (inline on the cancelling thread) completed it.
+    // CancelIoEx; its cancel routine is held at its first DDI call, before it completes.
+    let hold = rig.framework.hold_next_cancel_routine();
+    std::thread::scope(|scope| {
+        let canceller = scope.spawn(|| io.cancel());
+        assert!(hold.wait_until_held(Duration::from_secs(10)));
+        let _entered = rig.kernel.enter();
+        // SAFETY: a live request whose cancel routine is running: not a check, the
+        // documented STATUS_CANCELLED.
+        let status =
+            unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, request) };
+        assert_eq!(status, STATUS_CANCELLED);
+        hold.release();
+        canceller.join().unwrap();
+    });
     assert_eq!(io.result().unwrap().status, STATUS_CANCELLED);
     let _entered = rig.kernel.enter();
     let fired = catch_bug_check(|| {

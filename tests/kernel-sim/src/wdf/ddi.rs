@@ -50,7 +50,10 @@ fn checked(handle: usize, expected: Option<Kind>, ddi: u64) -> Arc<Fx> {
         Some(kind) if expected.is_some_and(|expected| expected != kind) => {
             violation([codes::WDF_INVALID_HANDLE, handle as u64, expected_code, ddi])
         }
-        Some(_) => fx,
+        Some(_) => {
+            super::model::cancel_hold_point(&fx);
+            fx
+        }
     }
 }
 

@@ -186,6 +186,13 @@ impl Framework {
         self.fx.lock().purge_on_removal = purge;
     }
 
+    /// Holds the next `EvtRequestCancel` at its first DDI call until the returned value is
+    /// released or dropped (see [`super::CancelHold`]).
+    #[must_use]
+    pub fn hold_next_cancel_routine(&self) -> super::CancelHold {
+        super::CancelHold::arm(&self.fx)
+    }
+
     /// The driver callbacks the framework has called so far, in order.
     #[must_use]
     pub fn callback_log(&self) -> Vec<Callback> {
@@ -518,6 +525,7 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
                 buffer: Box::new([]),
                 input_length: 0,
                 output_length: 0,
+                returned: Vec::new(),
                 completing: false,
             }),
         );
@@ -681,12 +689,19 @@ impl FileHandle {
 
     /// `CloseHandle`: `IRP_MJ_CLEANUP` (`EvtFileCleanup`), then, once every request of the
     /// handle has completed, `IRP_MJ_CLOSE` (`EvtFileClose`; here if nothing is pending,
-    /// else later on another thread).
+    /// else later on another thread). Once closed, requests on this value complete with
+    /// `STATUS_INVALID_HANDLE` without reaching the driver; closing again does nothing.
     ///
     /// # Panics
     /// With a [`BugCheck`] payload if the machine bug-checks.
-    pub fn close(self) {
+    pub fn close(&self) {
         self.close_now();
+    }
+
+    /// Whether [`FileHandle::close`] has been called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// `IRP_MJ_CLEANUP` only, keeping this value usable to send a request that races the
@@ -837,6 +852,7 @@ fn send_on_driver_thread(
                 buffer,
                 input_length: input.len(),
                 output_length,
+                returned: Vec::with_capacity(output_length),
                 completing: false,
             }),
         );

@@ -18,7 +18,7 @@ pub mod __ddi {
 }
 
 pub use io::{DeviceNode, DriverEntry, FileHandle, Framework, FrameworkConfig, Io};
-pub use model::{Callback, Completion, Fault};
+pub use model::{Callback, CancelHold, Completion, Fault};
 
 /// Calls a KMDF DDI the way wdk-sys' macro of the same name does at the call site:
 /// `call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status)`, inside an

@@ -233,6 +233,9 @@ pub(crate) struct Request {
     pub(crate) buffer: Box<[u8]>,
     pub(crate) input_length: usize,
     pub(crate) output_length: usize,
+    /// The I/O manager's copy of the output, allocated when the IRP was sent so that
+    /// completion (possibly from a DPC) allocates nothing.
+    pub(crate) returned: Vec<u8>,
     pub(crate) completing: bool,
 }
 
@@ -315,6 +318,100 @@ pub(crate) struct Fx {
     pub(crate) removal_timeout: Duration,
     pub(crate) state: Mutex<FxState>,
     pub(crate) changed: Condvar,
+    /// A test's hold on the next cancel routine ([`CancelHold`]).
+    pub(crate) hold: Mutex<Option<Arc<HoldState>>>,
+}
+
+/// The state of a [`CancelHold`].
+#[derive(Debug, Default)]
+pub(crate) struct HoldState {
+    held: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+/// Holds the next `EvtRequestCancel` of a framework mid-run: the routine runs until its
+/// first DDI call, which blocks until [`CancelHold::release`] (or the hold is dropped).
+/// For tests of races against a cancel routine already running on another thread.
+#[derive(Debug)]
+pub struct CancelHold {
+    state: Arc<HoldState>,
+}
+
+impl CancelHold {
+    pub(crate) fn arm(fx: &Fx) -> Self {
+        let state = Arc::new(HoldState::default());
+        *fx.hold.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&state));
+        Self { state }
+    }
+
+    /// Waits (wall time) until a cancel routine is held; returns whether one is.
+    #[must_use]
+    pub fn wait_until_held(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut held = self
+            .state
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while !held.0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            held = self
+                .state
+                .changed
+                .wait_timeout(held, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Lets the held cancel routine go on.
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for CancelHold {
+    fn drop(&mut self) {
+        self.state
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1 = true;
+        self.state.changed.notify_all();
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs a cancel routine the model called.
+    static IN_CANCEL_ROUTINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by every DDI: inside a cancel routine, blocks while a [`CancelHold`] holds it.
+pub(crate) fn cancel_hold_point(fx: &Fx) {
+    if !IN_CANCEL_ROUTINE.with(std::cell::Cell::get) {
+        return;
+    }
+    let state = fx
+        .hold
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let Some(state) = state else {
+        return;
+    };
+    let mut held = state.held.lock().unwrap_or_else(PoisonError::into_inner);
+    held.0 = true;
+    state.changed.notify_all();
+    while !held.1 {
+        held = state
+            .changed
+            .wait(held)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 static NEXT_FX: AtomicU64 = AtomicU64::new(1);
@@ -382,6 +479,7 @@ impl Fx {
                 ..FxState::default()
             }),
             changed: Condvar::new(),
+            hold: Mutex::new(None),
         })
     }
 
@@ -545,8 +643,10 @@ impl Fx {
             };
             if let Some((request, routine)) = next {
                 self.log(Callback::RequestCancel(request));
+                IN_CANCEL_ROUTINE.with(|flag| flag.set(true));
                 // SAFETY: the driver's cancel routine, with its cancelled request.
                 call_driver(|| unsafe { routine(request as WDFREQUEST) });
+                IN_CANCEL_ROUTINE.with(|flag| flag.set(false));
             }
         }
     }
@@ -633,7 +733,9 @@ impl Fx {
         } else {
             0
         };
-        let output = r.buffer.get(..copy).map(<[u8]>::to_vec).unwrap_or_default();
+        let mut output = r.returned;
+        output.clear();
+        output.extend_from_slice(r.buffer.get(..copy).unwrap_or_default());
         if let Some(q) = r.queue.and_then(|queue| queue_mut(&mut st, queue)) {
             q.owned.retain(|o| *o != request);
             q.cancelable.retain(|o| *o != request);
