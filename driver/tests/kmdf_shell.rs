@@ -346,3 +346,29 @@ fn a_cancel_routine_held_mid_run_while_the_wait_expires_and_the_handle_closes_co
     );
     assert!(log.iter().any(|c| matches!(c, Callback::FileClose(_))));
 }
+
+#[test]
+fn the_shell_serves_with_inline_driver_calls() {
+    let kernel = Kernel::new(Config::default());
+    let framework = Framework::new(
+        &kernel,
+        &FrameworkConfig {
+            inline_driver_calls: true,
+            ..FrameworkConfig::default()
+        },
+    );
+    framework.load(ktimer::DRIVER_ENTRY).unwrap();
+    let device = framework.add_device().unwrap();
+    let file = framework.open(device, None).unwrap();
+    let mut created = vec![0; 64];
+    file.control(IOCTL_KTIMER_CREATE, &one_shot(10), &mut created)
+        .unwrap();
+    let expiring = file.submit(IOCTL_KTIMER_WAIT, &wait_request(), 256);
+    kernel.advance(Duration::from_millis(32));
+    assert_eq!(expiring.result().unwrap().status, STATUS_SUCCESS);
+    let cancelled = file.submit(IOCTL_KTIMER_WAIT, &wait_request(), 256);
+    cancelled.cancel();
+    assert_eq!(cancelled.result().unwrap().status, STATUS_CANCELLED);
+    file.close();
+    finish(&framework, device);
+}

@@ -13,7 +13,7 @@
 //!    ready at once (batched) or by one wait per record.
 //! 4. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
 //!    request type, and the same IOCTL through the driver's `DriverEntry` on kernel-sim's KMDF
-//!    model (`kernel_sim::wdf::Framework`: the KMDF shell, a driver-thread hand-off per request).
+//!    model (`kernel_sim::wdf::Framework` with inline driver calls: the KMDF shell and the model).
 //!
 //! Wall-clock figures depend on the machine and its load; instruction and allocation counts
 //! do not. Nothing here asserts a timing.
@@ -122,7 +122,15 @@ impl Driver {
             let _entered = kernel.enter();
             ktimer::sim_hooks::set_service_config(config);
         }
-        let framework = Framework::new(kernel, &FrameworkConfig::default());
+        // Inline driver calls: the cost measured is the shell's and the model's, not a
+        // thread hand-off per request.
+        let framework = Framework::new(
+            kernel,
+            &FrameworkConfig {
+                inline_driver_calls: true,
+                ..FrameworkConfig::default()
+            },
+        );
         framework.load(ktimer::DRIVER_ENTRY).expect("loads");
         let device = framework.add_device().expect("the device starts");
         Self { framework, device }

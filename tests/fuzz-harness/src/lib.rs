@@ -125,7 +125,15 @@ impl Fuzzer {
             let _entered = self.kernel.enter();
             ktimer::sim_hooks::set_service_config(config);
         }
-        let framework = Framework::new(&self.kernel, &FrameworkConfig::default());
+        // Inline driver calls: no thread hand-off per request; a bug check inside a driver
+        // callback aborts the process, which libFuzzer reports as a crash.
+        let framework = Framework::new(
+            &self.kernel,
+            &FrameworkConfig {
+                inline_driver_calls: true,
+                ..FrameworkConfig::default()
+            },
+        );
         framework
             .load(ktimer::DRIVER_ENTRY)
             .expect("DriverEntry succeeds");

@@ -444,6 +444,7 @@ fn a_ddi_above_its_irql_fires_and_at_its_irql_does_not() {
 fn a_request_kept_past_removal_fires_and_a_completed_one_does_not() {
     let kept = rig_with(&FrameworkConfig {
         removal_timeout: Duration::from_millis(200),
+        ..FrameworkConfig::default()
     });
     let file = kept.framework.open(kept.device, None).unwrap();
     let (_request, io) = kept.parked_request(&file);

@@ -370,6 +370,24 @@ thread_local! {
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
     static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
     static DRIVER_FRAMES: Cell<u32> = const { Cell::new(0) };
+    static INLINE_DRIVER_CALLS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread, until dropped, as calling the driver inline (the KMDF model's
+/// `FrameworkConfig::inline_driver_calls`): a bug check raised inside a driver callback then
+/// stops the whole process (after printing it), as nothing could observe it otherwise.
+pub(crate) struct InlineDriverCalls(bool);
+
+impl InlineDriverCalls {
+    pub(crate) fn enter() -> Self {
+        Self(INLINE_DRIVER_CALLS.with(|inline| inline.replace(true)))
+    }
+}
+
+impl Drop for InlineDriverCalls {
+    fn drop(&mut self) {
+        let _ = INLINE_DRIVER_CALLS.try_with(|inline| inline.set(self.0));
+    }
 }
 
 /// Marks the calling thread as inside a driver callback the KMDF model called (an
@@ -949,6 +967,13 @@ impl Inner {
         }
         drop(st);
         self.changed.notify_all();
+        if halt.is_none()
+            && in_driver_frame()
+            && INLINE_DRIVER_CALLS.try_with(Cell::get).unwrap_or(false)
+        {
+            eprintln!("kernel-sim: {bug_check} inside a driver callback called inline");
+            std::process::abort();
+        }
         if halt.is_some() || in_driver_frame() {
             // Unwinding out of the driver's `extern "C"` callback would abort the process:
             // this processor stops here, as the machine would.

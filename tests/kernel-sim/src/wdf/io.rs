@@ -28,7 +28,7 @@ use super::types::{
     UNICODE_STRING, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFQUEUE, WDFREQUEST,
 };
 use crate::bugcheck::{BugCheck, codes};
-use crate::kernel::Kernel;
+use crate::kernel::{InlineDriverCalls, Kernel};
 use crate::types::{
     NTSTATUS, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
     STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
@@ -43,12 +43,19 @@ pub struct FrameworkConfig {
     /// How long device removal waits for the driver to complete the requests it owns
     /// before the simulator's `WDF_VIOLATION` (`WDF_SIM_REQUEST_OWNED_AT_REMOVAL`).
     pub removal_timeout: Duration,
+    /// Call the driver on the calling thread instead of handing each call to a driver
+    /// thread: much cheaper per request, but a bug check raised inside a driver callback
+    /// then aborts the process (printed first) instead of reaching the caller as a
+    /// [`BugCheck`] panic. For the fuzzer (libFuzzer reports an abort as a crash) and the
+    /// benchmarks; tests that expect bug checks keep the default (`false`).
+    pub inline_driver_calls: bool,
 }
 
 impl Default for FrameworkConfig {
     fn default() -> Self {
         Self {
             removal_timeout: Duration::from_secs(10),
+            inline_driver_calls: false,
         }
     }
 }
@@ -103,6 +110,11 @@ impl Fx {
     ) -> T {
         if let Some(bug_check) = self.kernel.bug_check() {
             std::panic::panic_any(bug_check);
+        }
+        if self.inline_driver_calls {
+            let _entered = self.kernel.enter();
+            let _inline = InlineDriverCalls::enter();
+            return job(self);
         }
         let (reply, result) = mpsc::channel();
         let fx = Arc::clone(self);
@@ -159,7 +171,11 @@ impl Framework {
     /// A framework on `kernel`, with no driver loaded yet.
     #[must_use]
     pub fn new(kernel: &Kernel, config: &FrameworkConfig) -> Self {
-        let fx = Fx::new(kernel.clone(), config.removal_timeout);
+        let fx = Fx::new(
+            kernel.clone(),
+            config.removal_timeout,
+            config.inline_driver_calls,
+        );
         let driver_object = Box::new(_DRIVER_OBJECT::default());
         super::model::register(std::ptr::from_ref(&*driver_object).addr(), &fx);
         Self {

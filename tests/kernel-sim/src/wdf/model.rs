@@ -316,6 +316,7 @@ pub(crate) struct Fx {
     pub(crate) id: u64,
     pub(crate) kernel: Kernel,
     pub(crate) removal_timeout: Duration,
+    pub(crate) inline_driver_calls: bool,
     pub(crate) state: Mutex<FxState>,
     pub(crate) changed: Condvar,
     /// A test's hold on the next cancel routine ([`CancelHold`]).
@@ -469,11 +470,16 @@ pub(crate) fn call_driver<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl Fx {
-    pub(crate) fn new(kernel: Kernel, removal_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        kernel: Kernel,
+        removal_timeout: Duration,
+        inline_driver_calls: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id: NEXT_FX.fetch_add(1, Ordering::Relaxed),
             kernel,
             removal_timeout,
+            inline_driver_calls,
             state: Mutex::new(FxState {
                 purge_on_removal: true,
                 ..FxState::default()
