@@ -609,3 +609,44 @@ fn limits_are_enforced_with_quota_exceeded() {
     );
     rig.finish();
 }
+
+/// `PROTOCOL.md`'s order: the output size (step 6) is checked before the id (step 7), for
+/// every code that takes an id, so a short output with a bad id is `BUFFER_TOO_SMALL`.
+#[test]
+fn the_output_size_is_checked_before_the_timer_id() {
+    let rig = Rig::fine();
+    let (handle, ids) = populated(&rig);
+    for code in [IOCTL_KTIMER_SET, IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_QUERY] {
+        for bad_id in [0, u64::MAX, ids[0] ^ (1 << 40)] {
+            rejects(
+                &rig,
+                &handle,
+                &ids,
+                code,
+                &valid_input(code, bad_id),
+                0,
+                STATUS_BUFFER_TOO_SMALL,
+            );
+        }
+    }
+    drop(handle);
+    rig.finish();
+}
+
+/// `GET_INFO` on a handle whose cleanup ran: the output size (step 6) still comes first.
+#[test]
+fn get_info_checks_the_output_size_before_the_handle_state() {
+    let rig = Rig::fine();
+    let handle = rig.open();
+    rig.host.unload();
+    assert_eq!(
+        raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 0).status,
+        STATUS_BUFFER_TOO_SMALL
+    );
+    assert_eq!(
+        raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 72).status,
+        ktimer_abi::status::STATUS_CANCELLED
+    );
+    drop(handle);
+    rig.finish();
+}

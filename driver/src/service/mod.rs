@@ -41,7 +41,8 @@ use ktimer_abi::status::{
 use ktimer_abi::{
     ArmResponse, CREATE_HIGH_RESOLUTION, CreateRequest, CreateResponse, ExpiryRecord, Header,
     InfoResponse, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS, MODE_ONE_SHOT,
-    STATE_ARMED, STATE_EXPIRED, SetRequest, TIMER_TYPE_SYNCHRONIZATION, TimerRequest, WaitRequest,
+    QueryResponse, STATE_ARMED, STATE_EXPIRED, SetRequest, TIMER_TYPE_SYNCHRONIZATION,
+    TimerRequest, WaitRequest,
 };
 
 use self::armed::{KernelTimer, Prepared, TimerEntry};
@@ -252,7 +253,9 @@ impl<R: IoRequest> Service<R> {
     ) -> Completion {
         match operation {
             Operation::GetInfo => {
-                if file.core.state.lock().closing {
+                if output.len() < size_of::<InfoResponse>() {
+                    Completion::failed(STATUS_BUFFER_TOO_SMALL)
+                } else if file.core.state.lock().closing {
                     Completion::failed(STATUS_CANCELLED)
                 } else {
                     respond(&self.info(), output)
@@ -593,6 +596,9 @@ impl<R: IoRequest> HandleCore<R> {
 
     /// Query: `<= DISPATCH_LEVEL`.
     fn query(&self, request: &TimerRequest, output: &mut [u8]) -> Completion {
+        if output.len() < size_of::<QueryResponse>() {
+            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
+        }
         let response = {
             let mut state = self.state.lock();
             match state.entry_mut(request.timer_id) {
