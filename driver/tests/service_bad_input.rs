@@ -13,13 +13,14 @@ use ktimer_abi::ioctl::{
     IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT, ctl_code,
 };
 use ktimer_abi::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_QUOTA_EXCEEDED,
-    STATUS_REVISION_MISMATCH,
+    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_FOUND, STATUS_QUOTA_EXCEEDED, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 use ktimer_abi::{
-    CREATE_HIGH_RESOLUTION, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS,
-    QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest, WaitRequest,
+    CREATE_HIGH_RESOLUTION, Decode, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS,
+    MAX_TOLERABLE_DELAY_MS, QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest,
+    WaitRequest,
 };
 use service_common::*;
 
@@ -647,6 +648,50 @@ fn get_info_checks_the_output_size_before_the_handle_state() {
         raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 72).status,
         ktimer_abi::status::STATUS_CANCELLED
     );
+    drop(handle);
+    rig.finish();
+}
+
+/// A handle whose ids are used up (every slot closed 2^20 times, so retired) cannot create
+/// again: that is an exhausted resource, not a quota the caller could free by closing
+/// timers, so it is `STATUS_INSUFFICIENT_RESOURCES` as PROTOCOL.md says; a full table of
+/// live timers stays `STATUS_QUOTA_EXCEEDED`.
+#[test]
+fn exhausted_timer_ids_are_insufficient_resources() {
+    let rig = Rig::with(
+        Config {
+            time_increment: 10_000,
+            processors: 1,
+            ..Config::default()
+        },
+        ServiceConfig {
+            max_timers_per_handle: 1,
+            ..ServiceConfig::default()
+        },
+    );
+    let handle = rig.open();
+    let request = encode(&create_request(schedule_once(1000 * MS)));
+    let close_of = |id: u64| encode(&timer_request(id));
+    let mut last = 0;
+    for cycle in 0..(1u32 << 20) {
+        let done = raw(&handle, IOCTL_KTIMER_CREATE, &request, 16);
+        assert_eq!(done.status, STATUS_SUCCESS, "create #{cycle}");
+        last = ktimer_abi::CreateResponse::decode(&done.output)
+            .unwrap()
+            .timer_id;
+        let closed = raw(&handle, IOCTL_KTIMER_CLOSE, &close_of(last), 0);
+        assert_eq!(closed.status, STATUS_SUCCESS, "close #{cycle}");
+    }
+    rejects(
+        &rig,
+        &handle,
+        &[],
+        IOCTL_KTIMER_CREATE,
+        &request,
+        16,
+        STATUS_INSUFFICIENT_RESOURCES,
+    );
+    assert_eq!(close_timer(&handle, last), Err(STATUS_NOT_FOUND));
     drop(handle);
     rig.finish();
 }

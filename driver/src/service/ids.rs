@@ -126,7 +126,7 @@ impl SlotTable {
     }
 
     /// Reserves a free slot and returns the id it will carry, or `None` if every slot is live
-    /// or retired. Does not allocate; any IRQL.
+    /// or retired (tell the two apart with [`SlotTable::live_count`]). Does not allocate; any IRQL.
     pub fn allocate(&mut self) -> Option<TimerId> {
         let slot = self.free.pop()?;
         let meta = self.slots.get_mut(usize::from(slot))?;
@@ -308,6 +308,21 @@ mod tests {
             ..last
         };
         assert_eq!(table.lookup(wrapped.to_raw()), Err(IdError::Stale));
+    }
+
+    #[test]
+    fn a_table_with_retired_and_live_slots_is_not_full_of_live_timers() {
+        let mut table = SlotTable::new(3, 2).unwrap();
+        table.force_generation(0, LAST_GENERATION);
+        let last = table.allocate().unwrap();
+        table.release(last.slot);
+        let live = table.allocate().unwrap();
+        assert_eq!(live.slot, 1);
+        assert_eq!(table.allocate(), None);
+        assert!(
+            table.live_count() < table.capacity(),
+            "ids used up, not quota"
+        );
     }
 
     #[test]

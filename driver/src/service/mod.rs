@@ -321,7 +321,13 @@ impl<R: IoRequest> Service<R> {
             }
             match state.table.allocate() {
                 Some(id) => id,
-                None => return Completion::failed(STATUS_QUOTA_EXCEEDED),
+                // Every slot holds a live timer: the caller's quota, freed by closing one.
+                None if state.table.live_count() >= state.table.capacity() => {
+                    return Completion::failed(STATUS_QUOTA_EXCEEDED);
+                }
+                // Free slots remain but all are retired (their ids used up): closing timers
+                // does not help, so this is an exhausted resource, not a quota.
+                None => return Completion::failed(STATUS_INSUFFICIENT_RESOURCES),
             }
         };
         let callback = Expiry {
