@@ -695,3 +695,51 @@ fn exhausted_timer_ids_are_insufficient_resources() {
     drop(handle);
     rig.finish();
 }
+
+/// An absolute due time more than a day after the driver's system time is a field value out
+/// of range (step 5), checked before the output size (step 6) and before any id or limit
+/// (step 7), exactly as a relative due time above one day is.
+#[test]
+fn an_absolute_due_time_beyond_a_day_is_a_step_5_invalid_parameter() {
+    let rig = Rig::fine();
+    let (handle, ids) = populated(&rig);
+    let now = info(&handle).system_time;
+    let too_far = Schedule {
+        flags: SCHEDULE_ABSOLUTE,
+        ..schedule_once(now + MAX_RELATIVE_DUE_100NS + MS)
+    };
+    for output_len in [0, 16] {
+        rejects(
+            &rig,
+            &handle,
+            &ids,
+            IOCTL_KTIMER_CREATE,
+            &encode(&create_request(too_far)),
+            output_len,
+            STATUS_INVALID_PARAMETER,
+        );
+        // On SET, with an id that names no timer: still step 5 first.
+        let set = SetRequest {
+            header: Header::of::<SetRequest>(),
+            timer_id: 0,
+            schedule: too_far,
+        };
+        rejects(
+            &rig,
+            &handle,
+            &ids,
+            IOCTL_KTIMER_SET,
+            &encode(&set),
+            output_len,
+            STATUS_INVALID_PARAMETER,
+        );
+    }
+    // Exactly one day ahead is in range.
+    let at_limit = Schedule {
+        flags: SCHEDULE_ABSOLUTE,
+        ..schedule_once(info(&handle).system_time + MAX_RELATIVE_DUE_100NS)
+    };
+    assert!(create_with(&handle, &create_request(at_limit)).is_ok());
+    drop(handle);
+    rig.finish();
+}
