@@ -134,6 +134,10 @@ pub struct TimerEntry<C: TimerCallback> {
     pub stats: Stats,
     /// `STATE_*`.
     pub state: u32,
+    /// Advanced by every arm and cancel: a re-arm that finds it changed after waiting for
+    /// the DPCs knows another request armed or cancelled the timer meanwhile (see
+    /// `Service::set`).
+    pub arming_generation: u32,
 }
 
 impl<C: TimerCallback> TimerEntry<C> {
@@ -144,8 +148,7 @@ impl<C: TimerCallback> TimerEntry<C> {
     /// `STATUS_INVALID_PARAMETER` if a high-resolution timer gets a schedule it cannot take
     /// (nothing changes then).
     pub fn arm(&mut self, prepared: &Prepared) -> Result<bool, NtStatus> {
-        if matches!(self.timer, KernelTimer::HighResolution(_)) && !prepared.fits_high_resolution()
-        {
+        if self.refuses(prepared) {
             return Err(STATUS_INVALID_PARAMETER);
         }
         // Read the clock before the kernel does, so the kernel's due time is never earlier
@@ -183,20 +186,37 @@ impl<C: TimerCallback> TimerEntry<C> {
         self.arming = arming;
         self.stats = Stats::default();
         self.state = STATE_ARMED;
+        self.arming_generation = self.arming_generation.wrapping_add(1);
         Ok(was_armed)
+    }
+
+    /// Whether this timer cannot take `prepared` (a high-resolution timer needs a relative
+    /// due time and no tolerable delay). Any IRQL.
+    #[must_use]
+    pub fn refuses(&self, prepared: &Prepared) -> bool {
+        matches!(self.timer, KernelTimer::HighResolution(_)) && !prepared.fits_high_resolution()
+    }
+
+    /// Takes the kernel timer out of the timer queue without changing the service's state
+    /// (the first step of a re-arm); returns whether it was there. A DPC already queued
+    /// still runs, for the current arming. IRQL `<= DISPATCH_LEVEL`.
+    #[must_use = "whether the timer was set"]
+    pub fn stop(&self) -> bool {
+        match &self.timer {
+            KernelTimer::Standard(timer) => timer.cancel(),
+            KernelTimer::HighResolution(timer) => timer.cancel(),
+        }
     }
 
     /// Cancels; returns whether the timer was in the kernel's timer queue. A run the kernel
     /// already queued is ignored when it comes (the state says cancelled). IRQL `<=
     /// DISPATCH_LEVEL`.
     pub fn cancel(&mut self) -> bool {
-        let was_armed = match &self.timer {
-            KernelTimer::Standard(timer) => timer.cancel(),
-            KernelTimer::HighResolution(timer) => timer.cancel(),
-        };
+        let was_armed = self.stop();
         if self.state == STATE_ARMED {
             self.state = STATE_CANCELLED;
         }
+        self.arming_generation = self.arming_generation.wrapping_add(1);
         was_armed
     }
 

@@ -52,7 +52,7 @@ use self::stats::{Arming, Stats};
 use self::waits::{Parked, WaitList};
 use crate::ioctl::{Completion, IoRequest, Operation, respond};
 use crate::kernel::clock;
-use crate::kernel::deferred::reclaim_deferred;
+use crate::kernel::deferred::{flush_queued_dpcs, reclaim_deferred};
 use crate::kernel::hr_timer::HighResolutionTimer;
 use crate::kernel::irql::{DispatchLevel, PassiveLevel};
 use crate::kernel::pool::PoolTag;
@@ -249,7 +249,7 @@ impl<R: IoRequest> Service<R> {
         file: &FileHandle<R>,
         operation: &Operation,
         output: &mut [u8],
-        _passive: &PassiveLevel,
+        passive: &PassiveLevel,
     ) -> Completion {
         match operation {
             Operation::GetInfo => {
@@ -262,7 +262,7 @@ impl<R: IoRequest> Service<R> {
                 }
             }
             Operation::Create(request) => self.create(file, request, output),
-            Operation::Set(request) => self.set(file, request, output),
+            Operation::Set(request) => self.set(file, request, output, passive),
             Operation::Cancel(request) => file.core.cancel_timer(request, output),
             Operation::Query(request) => file.core.query(request, output),
             Operation::Close(request) => file.core.close_timer(request),
@@ -362,6 +362,7 @@ impl<R: IoRequest> Service<R> {
             },
             stats: Stats::default(),
             state: STATE_ARMED,
+            arming_generation: 0,
         };
 
         let mut state = core.state.lock();
@@ -393,8 +394,22 @@ impl<R: IoRequest> Service<R> {
         )
     }
 
-    /// Set: re-arm an existing timer. `<= DISPATCH_LEVEL`.
-    fn set(&self, file: &FileHandle<R>, request: &SetRequest, output: &mut [u8]) -> Completion {
+    /// Set: re-arm an existing timer. `PASSIVE_LEVEL`.
+    ///
+    /// `KeSetTimerEx` does not dequeue a DPC the previous arming already queued, and the DPC
+    /// carries nothing that says which arming queued it. So a re-arm first stops the kernel
+    /// timer, then waits for every queued and running DPC (`KeFlushQueuedDpcs`): a run the
+    /// previous arming queued happens now, counted and recorded for that arming, and none can
+    /// reach the new one. If another request armed or cancelled the timer while this one
+    /// waited (its arming generation moved), the stop and the wait are repeated, so the
+    /// arming that wins is never exposed to a DPC queued before it.
+    fn set(
+        &self,
+        file: &FileHandle<R>,
+        request: &SetRequest,
+        output: &mut [u8],
+        passive: &PassiveLevel,
+    ) -> Completion {
         let prepared = match Prepared::new(request.schedule, self.config.min_period_ms) {
             Ok(prepared) => prepared,
             Err(status) => return Completion::failed(status),
@@ -402,18 +417,40 @@ impl<R: IoRequest> Service<R> {
         if output.len() < size_of::<ArmResponse>() {
             return Completion::failed(STATUS_BUFFER_TOO_SMALL);
         }
-        let was_armed = {
+        let mut was_armed = None;
+        loop {
+            let generation = {
+                let mut state = file.core.state.lock();
+                let entry = match state.entry_mut(request.timer_id) {
+                    Ok(entry) => entry,
+                    Err(status) => return Completion::failed(status),
+                };
+                // Refused before the timer is stopped, so a refused request changes nothing.
+                if entry.refuses(&prepared) {
+                    return Completion::failed(STATUS_INVALID_PARAMETER);
+                }
+                let stopped = entry.stop();
+                // What the caller is told: whether the timer was set when the request came.
+                was_armed.get_or_insert(stopped);
+                entry.arming_generation
+            };
+            // Only `false` if the caller raised the IRQL after minting `passive`, which
+            // dispatch (PASSIVE_LEVEL by contract) does not do.
+            let _flushed = flush_queued_dpcs(passive);
             let mut state = file.core.state.lock();
             let entry = match state.entry_mut(request.timer_id) {
                 Ok(entry) => entry,
                 Err(status) => return Completion::failed(status),
             };
-            match entry.arm(&prepared) {
-                Ok(was_armed) => was_armed,
-                Err(status) => return Completion::failed(status),
+            if entry.arming_generation != generation {
+                continue;
             }
-        };
-        respond(&arm_response(was_armed), output)
+            if let Err(status) = entry.arm(&prepared) {
+                return Completion::failed(status);
+            }
+            break;
+        }
+        respond(&arm_response(was_armed.unwrap_or(false)), output)
     }
 
     /// Parks or completes a wait (see [`crate::ioctl`] for the claim protocol). Returns the
@@ -649,6 +686,7 @@ impl<R: IoRequest> HandleCore<R> {
                 return;
             };
             // A run for a closed timer's slot, or one queued before a cancel: not counted.
+            // (A run queued before a re-arm cannot come here: `Service::set` waits for it.)
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
