@@ -80,7 +80,8 @@ impl Prepared {
         matches!(self.due, Due::Relative(_)) && self.schedule.tolerable_delay_ms == 0
     }
 
-    /// The arming this schedule makes now, in interrupt time. Any IRQL.
+    /// The arming this schedule makes now, in interrupt time (for an absolute due time, an
+    /// estimate until the first run dates it: [`Arming::date_first_run`]). Any IRQL.
     ///
     /// A standard timer's relative due time counts from the tick-granular interrupt time
     /// (what the kernel's timer queue uses), so that clock is read here too. A
@@ -103,6 +104,12 @@ impl Prepared {
         Arming {
             first_due: i64::try_from(first_due).unwrap_or(i64::MAX),
             period: self.period_hundred_ns,
+            system_due: match self.due {
+                Due::Relative(_) => None,
+                Due::Absolute(at) => {
+                    Some(i64::try_from(at.as_hundred_ns_since_1601()).unwrap_or(i64::MAX))
+                }
+            },
         }
     }
 }
@@ -223,6 +230,10 @@ impl<C: TimerCallback> TimerEntry<C> {
     /// The query response for this timer. IRQL `<= DISPATCH_LEVEL`.
     #[must_use]
     pub fn query(&self, timer_id: u64) -> QueryResponse {
+        let interrupt_now =
+            i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+        let system_now =
+            i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX);
         let signaled = match &self.timer {
             KernelTimer::Standard(timer) => timer.is_signaled(),
             KernelTimer::HighResolution(_) => false,
@@ -236,7 +247,7 @@ impl<C: TimerCallback> TimerEntry<C> {
             flags: self.flags,
             mode: self.schedule.mode,
             period_ms: self.schedule.period_ms,
-            due_time: self.arming.first_due,
+            due_time: self.arming.first_due_at(interrupt_now, system_now),
             expirations: self.stats.expirations,
             dpc_runs: self.stats.dpc_runs,
             coalesced: self.stats.coalesced(),

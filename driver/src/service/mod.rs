@@ -99,8 +99,6 @@ impl Default for ServiceConfig {
 /// The timer service, generic over the front end's request type.
 pub struct Service<R: IoRequest> {
     config: ServiceConfig,
-    /// How early the kernel may fire (one clock tick), read once at load.
-    early_tolerance: i64,
     registry: SpinLock<Registry<R>>,
     next_serial: AtomicU32,
 }
@@ -118,7 +116,6 @@ pub struct FileHandle<R: IoRequest> {
 
 struct HandleCore<R: IoRequest> {
     serial: u32,
-    early_tolerance: i64,
     state: SpinLock<HandleState<R>>,
 }
 
@@ -166,10 +163,8 @@ impl<R: IoRequest> Service<R> {
             .try_reserve_exact(config.max_handles)
             .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
         handles.resize_with(config.max_handles, || None);
-        let tick = clock::time_increment().as_hundred_ns();
         Ok(Self {
             config,
-            early_tolerance: i64::try_from(tick).unwrap_or(i64::MAX),
             registry: SpinLock::new(Registry {
                 handles,
                 unloading: false,
@@ -222,7 +217,6 @@ impl<R: IoRequest> Service<R> {
         timers.resize_with(capacity, || None);
         let core = Arc::new(HandleCore {
             serial,
-            early_tolerance: self.early_tolerance,
             state: SpinLock::new(HandleState {
                 closing: false,
                 table,
@@ -359,6 +353,7 @@ impl<R: IoRequest> Service<R> {
             arming: Arming {
                 first_due: 0,
                 period: 0,
+                system_due: None,
             },
             stats: Stats::default(),
             state: STATE_ARMED,
@@ -676,6 +671,8 @@ impl<R: IoRequest> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let now =
             i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+        let system_now =
+            i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX);
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
             let state = &mut *guard;
@@ -690,10 +687,8 @@ impl<R: IoRequest> HandleCore<R> {
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
-            let Some(run) = entry
-                .stats
-                .record_run(entry.arming, now, self.early_tolerance)
-            else {
+            entry.arming.date_first_run(now, system_now);
+            let Some(run) = entry.stats.record_run(entry.arming, now) else {
                 return;
             };
             if entry.schedule.mode == MODE_ONE_SHOT {
