@@ -514,9 +514,10 @@ impl<R: IoRequest> Service<R> {
 
     /// The front end's cancel routine for a pending wait (KMDF: `EvtRequestCancel`). Returns
     /// the request if it was still parked; the caller completes it with `STATUS_CANCELLED`.
-    /// `None` means the service already removed it and lost the claim: the caller still owns
-    /// its request and completes it with `STATUS_CANCELLED` (see [`crate::ioctl`]).
-    /// `<= DISPATCH_LEVEL`.
+    /// `None` means the service already removed it and its claim fails: the service drops
+    /// its `R` uncompleted, and the front end completes the request with `STATUS_CANCELLED`
+    /// once both sides have let go of it (the host at once; the KMDF shell through its
+    /// two-release hand-off; see [`crate::ioctl`]). `<= DISPATCH_LEVEL`.
     pub fn cancel_wait(&self, file: &FileHandle<R>, key: usize) -> Option<R> {
         let parked = file.core.state.lock().waits.remove_key(key);
         parked.map(|parked| parked.request)
@@ -547,7 +548,7 @@ impl<R: IoRequest> Service<R> {
         }
     }
 
-    /// Driver unload (KMDF: `EvtDriverUnload` / the driver object's `EvtCleanupCallback`):
+    /// Driver unload (KMDF: the device's `EvtCleanupCallback`, before the device goes away):
     /// refuses new handles, tears down every open handle (its waits completed with
     /// `STATUS_CANCELLED`, its timers destroyed) and frees every timer's storage before
     /// returning. Handles the front end still holds stay valid objects that refuse every
