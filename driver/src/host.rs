@@ -42,8 +42,6 @@ pub struct HostHandle {
 pub struct HostIo {
     kernel: Kernel,
     service: Arc<Service<HostRequest>>,
-    /// `None` for a request made on a closed handle (completed at once).
-    file: Option<FileHandle<HostRequest>>,
     slot: Arc<IoSlot>,
 }
 
@@ -79,9 +77,17 @@ struct IoSlot {
     state: AtomicU8,
     completion: Mutex<Option<HostCompletion>>,
     done: Condvar,
+    /// The handle the request was sent on, for its cancel routine, until it completes: like
+    /// an `OVERLAPPED`, a completed request keeps nothing of the driver (the handle's core
+    /// is pool memory, which must be gone when the driver unloads). `None` for a request
+    /// made on a closed handle.
+    file: Mutex<Option<FileHandle<HostRequest>>>,
 }
 
 impl IoSlot {
+    /// Records the completion and lets go of the handle. Called where the driver completes
+    /// the request (a thread bound to the kernel, outside the service's locks), or by the
+    /// host on a bound thread.
     fn finish(&self, status: NtStatus, output: Vec<u8>) {
         let mut completion = self
             .completion
@@ -90,7 +96,22 @@ impl IoSlot {
         if completion.is_none() {
             *completion = Some(HostCompletion { status, output });
         }
+        drop(completion);
+        let file = self
+            .file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(file);
         self.done.notify_all();
+    }
+
+    /// The handle, while the request has not completed.
+    fn file(&self) -> Option<FileHandle<HostRequest>> {
+        self.file
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -223,10 +244,16 @@ impl HostHandle {
             state: AtomicU8::new(FRESH),
             completion: Mutex::new(None),
             done: Condvar::new(),
+            file: Mutex::new(self.file.clone()),
         });
-        let Some(file) = self.file.clone() else {
+        let io = HostIo {
+            kernel: self.kernel.clone(),
+            service: Arc::clone(&self.service),
+            slot: Arc::clone(&slot),
+        };
+        let Some(file) = self.file.as_ref() else {
             slot.finish(STATUS_CANCELLED, Vec::new());
-            return self.io(slot, None);
+            return io;
         };
         let request = HostRequest {
             input: input.to_vec(),
@@ -234,21 +261,13 @@ impl HostHandle {
             slot: Arc::clone(&slot),
         };
         let dispatched = at_passive(&self.kernel, |passive| {
-            dispatch(&self.service, &file, code, request, passive)
+            dispatch(&self.service, file, code, request, passive)
         });
         if dispatched.is_none() {
+            let _entered = self.kernel.enter();
             slot.finish(STATUS_CANCELLED, Vec::new());
         }
-        self.io(slot, Some(file))
-    }
-
-    fn io(&self, slot: Arc<IoSlot>, file: Option<FileHandle<HostRequest>>) -> HostIo {
-        HostIo {
-            kernel: self.kernel.clone(),
-            service: Arc::clone(&self.service),
-            file,
-            slot,
-        }
+        io
     }
 
     /// Live timers of this handle (0 once closed).
@@ -378,7 +397,9 @@ impl HostIo {
     /// The cancel routine: it owns the request now.
     fn run_cancel_routine(&self) {
         let key = Arc::as_ptr(&self.slot).addr();
-        let parked = self.file.as_ref().and_then(|file| {
+        let _entered = self.kernel.enter();
+        let file = self.slot.file();
+        let parked = file.as_ref().and_then(|file| {
             at_passive(&self.kernel, |_| self.service.cancel_wait(file, key)).flatten()
         });
         match parked {
@@ -386,5 +407,7 @@ impl HostIo {
             // The service took it out and lost the claim: this routine completes it.
             None => self.slot.finish(STATUS_CANCELLED, Vec::new()),
         }
+        // Dropped while bound: if the handle was closed meanwhile, this may be its last owner.
+        drop(file);
     }
 }

