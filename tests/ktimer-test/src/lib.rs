@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod device;
+pub mod install;
 pub mod json;
 pub mod report;
 pub mod scenario;
