@@ -1,8 +1,8 @@
-//! THE dispatch entry: every front end (the KMDF shell, the Wine WDM front end, the
-//! in-process [`crate::host`], the fuzzer) hands its device-control requests to [`dispatch`].
+//! THE dispatch entry: every front end (the KMDF shell, on Windows or on kernel-sim's KMDF
+//! model, and the Wine WDM front end) hands its device-control requests to [`dispatch`].
 //!
 //! A front end implements [`IoRequest`] for its request type (KMDF: a `WDFREQUEST`; WDM: an
-//! `IRP`; the host: its own). `dispatch` decodes the input, runs the operation on the
+//! `IRP`). `dispatch` decodes the input, runs the operation on the
 //! [`Service`], encodes the output and completes the request, or, for a wait that cannot be
 //! satisfied yet, parks it in the handle's wait list, from where the expiry path, the cancel
 //! path ([`Service::cancel_wait`]), handle cleanup ([`Service::cleanup`]) or unload

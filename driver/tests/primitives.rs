@@ -1,6 +1,9 @@
 //! The kernel layer's building blocks on the simulator: `SpinLock`, `PoolBox`, `PoolArc`,
 //! the clocks.
 
+// On the kernel simulator, the driver's binding on every target but Windows.
+#![cfg(ktimer_seam = "sim")]
+
 mod common;
 
 use std::sync::Arc;

@@ -5,7 +5,6 @@
 mod service_common;
 
 use kernel_sim::Config;
-use ktimer::host::HostHandle;
 use ktimer::service::ServiceConfig;
 use ktimer_abi::codec::wait_response_len;
 use ktimer_abi::ioctl::{
@@ -22,6 +21,7 @@ use ktimer_abi::{
     MAX_TOLERABLE_DELAY_MS, QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest,
     WaitRequest,
 };
+use service_common::Handle;
 use service_common::*;
 
 /// What a request must not change: the timers' query results and the records ready.
@@ -32,7 +32,7 @@ struct Snapshot {
     ready: usize,
 }
 
-fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
+fn snapshot(handle: &Handle, ids: &[u64]) -> Snapshot {
     Snapshot {
         timers: handle.timer_count(),
         queries: ids.iter().map(|&id| query(handle, id).unwrap()).collect(),
@@ -41,7 +41,7 @@ fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
 }
 
 /// A handle with one armed periodic timer and one expired one-shot with a record ready.
-fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
+fn populated(rig: &Rig) -> (Handle, Vec<u64>) {
     let handle = rig.open();
     let expired = create(&handle, schedule_once(MS));
     rig.advance_ms(20);
@@ -52,7 +52,7 @@ fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
 /// Sends `input` under `code` and checks the status and that nothing changed.
 fn rejects(
     rig: &Rig,
-    handle: &HostHandle,
+    handle: &Handle,
     ids: &[u64],
     code: u32,
     input: &[u8],
@@ -600,9 +600,9 @@ fn limits_are_enforced_with_quota_exceeded() {
     assert!(create_with(&handle, &create_request(schedule_once(MS))).is_ok());
 
     let second_handle = rig.open();
-    assert_eq!(rig.host.open().err(), Some(STATUS_QUOTA_EXCEEDED));
+    assert_eq!(rig.driver.open().err(), Some(STATUS_QUOTA_EXCEEDED));
     drop(second_handle);
-    assert!(rig.host.open().is_ok());
+    assert!(rig.driver.open().is_ok());
     drop(handle);
     assert_eq!(
         first.result().map(|done| done.status),
@@ -639,7 +639,7 @@ fn the_output_size_is_checked_before_the_timer_id() {
 fn get_info_checks_the_output_size_before_the_handle_state() {
     let rig = Rig::fine();
     let handle = rig.open();
-    rig.host.unload();
+    handle.begin_cleanup();
     assert_eq!(
         raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 0).status,
         STATUS_BUFFER_TOO_SMALL

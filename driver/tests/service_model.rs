@@ -504,10 +504,14 @@ impl Case {
         Ok(())
     }
 
-    /// Unload: every pending wait completes with `STATUS_CANCELLED`; nothing leaks.
+    /// Unload: the device is removed with the handles open, so every pending wait completes
+    /// with `STATUS_CANCELLED`; then the handles close (the last close deletes the device,
+    /// whose cleanup unloads the service), the driver unloads, and nothing leaks. The
+    /// waits' completions are kept until the end: a completed request holds nothing of the
+    /// driver.
     fn finish(mut self) -> Result<(), String> {
-        self.driver.unload();
-        self.model.unload();
+        self.driver.remove();
+        self.model.remove_device();
         self.compare_waits()?;
         for handle in self.handles.drain(..).flatten() {
             handle.close();
@@ -515,7 +519,7 @@ impl Case {
         if let Some(bug_check) = self.kernel.bug_check() {
             return Err(format!("bug check: {bug_check:?}"));
         }
-        self.kernel
+        self.driver
             .unload()
             .map_err(|bug_check| format!("unload verifier: {bug_check:?}"))?;
         let pool = self.kernel.pool_stats();

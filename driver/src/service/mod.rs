@@ -522,8 +522,8 @@ impl<R: IoRequest> Service<R> {
     /// the request if it was still parked; the caller completes it with `STATUS_CANCELLED`.
     /// `None` means the service already removed it and its claim fails: the service drops
     /// its `R` uncompleted, and the front end completes the request with `STATUS_CANCELLED`
-    /// once both sides have let go of it (the host at once; the KMDF shell through its
-    /// two-release hand-off; see [`crate::ioctl`]). `<= DISPATCH_LEVEL`.
+    /// once both sides have let go of it (the KMDF shell: its two-release hand-off; see
+    /// [`crate::ioctl`]). `<= DISPATCH_LEVEL`.
     pub fn cancel_wait(&self, file: &FileHandle<R>, key: usize) -> Option<R> {
         let parked = file.core.state.lock().waits.remove_key(key);
         parked.map(|parked| parked.request)

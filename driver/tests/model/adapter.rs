@@ -1,45 +1,68 @@
-//! The model-based test's only contact with the driver's front-end API: load the driver,
-//! open and close handles, send IOCTLs as byte buffers, submit waits, cancel them like
-//! `CancelIoEx`, unload. Everything else in the test speaks bytes and NTSTATUS values.
+//! The model-based test's only contact with the driver's front end: load the driver, open
+//! and close handles, send IOCTLs as byte buffers, submit waits, cancel them like
+//! `CancelIoEx`, remove the device and unload. Everything else in the test speaks bytes and
+//! NTSTATUS values.
 //!
-//! Today this drives `ktimer::host` (the in-process I/O path); when the KMDF shell runs on a
-//! simulated KMDF, only this module changes.
+//! The driver is loaded through `ktimer::DRIVER_ENTRY` on kernel-sim's KMDF model (one
+//! device), so every request goes through the KMDF shell: `EvtIoDeviceControl`,
+//! `EvtRequestCancel`, the file callbacks and the device cleanup.
 
-use kernel_sim::Kernel;
-use ktimer::host::{Host, HostHandle, HostIo};
+use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig};
+use kernel_sim::{BugCheck, Kernel};
 use ktimer::service::ServiceConfig;
+use ktimer::sim_hooks;
 use ktimer_abi::status::NtStatus;
 
-/// The driver loaded on a simulated kernel.
+/// The driver loaded on a simulated kernel, with one device.
 pub struct Driver {
-    host: Host,
+    framework: Framework,
+    device: DeviceNode,
 }
 
-/// An open handle.
+/// An open handle (a file object of the device).
 pub struct Handle {
-    handle: HostHandle,
+    file: FileHandle,
 }
 
 /// A submitted (overlapped) request.
 pub struct Io {
-    io: HostIo,
+    io: kernel_sim::wdf::Io,
 }
 
 impl Driver {
-    /// Loads the driver (`DriverEntry`).
+    /// Loads the driver (`DriverEntry`) with the service limits `config` and starts its
+    /// device (`EvtDriverDeviceAdd`).
     pub fn load(kernel: &Kernel, config: ServiceConfig) -> Self {
-        let host = Host::load(kernel, config).expect("the driver loads");
-        Self { host }
+        {
+            let _entered = kernel.enter();
+            sim_hooks::set_service_config(config);
+        }
+        let framework = Framework::new(kernel, &FrameworkConfig::default());
+        framework
+            .load(ktimer::DRIVER_ENTRY)
+            .expect("DriverEntry succeeds");
+        let device = framework.add_device().expect("the device starts");
+        Self { framework, device }
     }
 
     /// `CreateFileW` on the device.
     pub fn open(&self) -> Result<Handle, NtStatus> {
-        self.host.open().map(|handle| Handle { handle })
+        self.framework
+            .open(self.device, None)
+            .map(|file| Handle { file })
     }
 
-    /// Unloads the driver; handles still held refuse every request afterwards.
-    pub fn unload(&self) {
-        self.host.unload();
+    /// Removes the device with handles still open (a surprise removal): every pending wait
+    /// is cancelled and handles still held refuse every request; the device, and with it
+    /// the service, goes when the last handle closes.
+    pub fn remove(&self) {
+        self.framework.remove_device(self.device);
+    }
+
+    /// `EvtDriverUnload`, then the framework's and the kernel's unload checks. Every handle
+    /// must be closed and the device removed first.
+    pub fn unload(&self) -> Result<(), BugCheck> {
+        self.framework.unload()
     }
 }
 
@@ -47,13 +70,13 @@ impl Handle {
     /// An overlapped `DeviceIoControl`: complete at once, or pending in the driver.
     pub fn submit(&self, code: u32, input: &[u8], output_len: usize) -> Io {
         Io {
-            io: self.handle.submit(code, input, output_len),
+            io: self.file.submit(code, input, output_len),
         }
     }
 
     /// `CloseHandle`.
     pub fn close(self) {
-        self.handle.close();
+        self.file.close();
     }
 }
 

@@ -633,12 +633,16 @@ impl Model {
         }
     }
 
-    /// Driver unload: each handle in turn (registry order, which is handle order here) is
-    /// torn down as a `CloseHandle` does, so one handle's teardown flush can still deliver a
-    /// record to a later handle's pending wait.
-    pub fn unload(&mut self) {
-        for handle in 0..self.handles.len() {
-            self.reopen_handle(handle);
+    /// Removal of the device with the handles still open (how the test ends): the
+    /// framework cancels every request the driver holds cancelable, so every pending wait
+    /// completes with `STATUS_CANCELLED`, before any handle is torn down (so no teardown's
+    /// DPC flush can deliver a record to a wait any more). The handles close afterwards;
+    /// nothing after that is compared.
+    pub fn remove_device(&mut self) {
+        for handle in &mut self.handles {
+            for wait in handle.waits.drain(..) {
+                self.completions[wait.io] = Some(WaitOutcome::failed(STATUS_CANCELLED));
+            }
         }
     }
 }

@@ -9,6 +9,8 @@
 //! - `KTIMER_FUZZ_REPLAY=<file or directory> cargo test --release -p ktimer-fuzz --test replay
 //!   -- --ignored --nocapture replay_inputs` runs inputs (a crash artifact, a corpus) on stable.
 
+#![cfg(not(windows))]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -81,6 +81,7 @@ Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
 
   --sim            run against the driver's timer service in-process on the kernel
                    simulator (real-time clock) instead of the installed device
+                   (Linux and WSL builds of the app only)
   --json           print the report as JSON on stdout
   --quiet          no progress line on stderr
   --scenario NAME  run only this scenario (repeatable; see --list)

@@ -81,7 +81,7 @@ impl Default for Config {
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
             dpc_watchdog: Duration::from_secs(20),
-            dpc_watchdog_cumulative: Duration::from_secs(120),
+            dpc_watchdog_cumulative: Duration::from_mins(2),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
@@ -363,6 +363,49 @@ thread_local! {
     static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
     static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
+    static DRIVER_FRAMES: Cell<u32> = const { Cell::new(0) };
+    static INLINE_DRIVER_CALLS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread, until dropped, as calling the driver inline (the KMDF model's
+/// `FrameworkConfig::inline_driver_calls`): a bug check raised inside a driver callback then
+/// stops the whole process (after printing it), as nothing could observe it otherwise.
+pub(crate) struct InlineDriverCalls(bool);
+
+impl InlineDriverCalls {
+    pub(crate) fn enter() -> Self {
+        Self(INLINE_DRIVER_CALLS.with(|inline| inline.replace(true)))
+    }
+}
+
+impl Drop for InlineDriverCalls {
+    fn drop(&mut self) {
+        let _ = INLINE_DRIVER_CALLS.try_with(|inline| inline.set(self.0));
+    }
+}
+
+/// Marks the calling thread as inside a driver callback the KMDF model called (an
+/// `extern "C"` frame that must not be unwound through) until dropped: a bug check raised
+/// meanwhile stops this thread, as one on a processor running a DPC does.
+pub(crate) struct DriverFrame(());
+
+impl DriverFrame {
+    pub(crate) fn enter() -> Self {
+        DRIVER_FRAMES.with(|frames| frames.set(frames.get() + 1));
+        Self(())
+    }
+}
+
+impl Drop for DriverFrame {
+    fn drop(&mut self) {
+        let _ = DRIVER_FRAMES.try_with(|frames| frames.set(frames.get().saturating_sub(1)));
+    }
+}
+
+fn in_driver_frame() -> bool {
+    DRIVER_FRAMES
+        .try_with(|frames| frames.get() > 0)
+        .unwrap_or(false)
 }
 
 /// The calling thread's IRQL.
@@ -918,7 +961,14 @@ impl Inner {
         }
         drop(st);
         self.changed.notify_all();
-        if halt.is_some() {
+        if halt.is_none()
+            && in_driver_frame()
+            && INLINE_DRIVER_CALLS.try_with(Cell::get).unwrap_or(false)
+        {
+            eprintln!("kernel-sim: {bug_check} inside a driver callback called inline");
+            std::process::abort();
+        }
+        if halt.is_some() || in_driver_frame() {
             // Unwinding out of the driver's `extern "C"` callback would abort the process:
             // this processor stops here, as the machine would.
             loop {
