@@ -652,12 +652,17 @@ fn get_info_checks_the_output_size_before_the_handle_state() {
     rig.finish();
 }
 
-/// A handle whose ids are used up (every slot closed 2^20 times, so retired) cannot create
-/// again: that is an exhausted resource, not a quota the caller could free by closing
-/// timers, so it is `STATUS_INSUFFICIENT_RESOURCES` as PROTOCOL.md says; a full table of
-/// live timers stays `STATUS_QUOTA_EXCEEDED`.
+/// A handle whose ids are used up (its one slot closed at the id format's last generation,
+/// 2^20 - 1, so retired) cannot create again: that is an exhausted resource, not a quota the
+/// caller could free by closing timers, so it is `STATUS_INSUFFICIENT_RESOURCES` as
+/// PROTOCOL.md says; a full table of live timers stays `STATUS_QUOTA_EXCEEDED`. The slot is
+/// moved to three generations before the last by a test hook (the same state a million
+/// create/close pairs leave; each release's step is `ids.rs`'s unit tests'), then cycled
+/// through the IOCTLs across the boundary.
 #[test]
 fn exhausted_timer_ids_are_insufficient_resources() {
+    const LAST_GENERATION: u32 = ktimer::service::ids::LAST_GENERATION;
+    let generation_of = |id: u64| ktimer::service::ids::TimerId::from_raw(id).generation;
     let rig = Rig::with(
         Config {
             time_increment: 10_000,
@@ -669,17 +674,42 @@ fn exhausted_timer_ids_are_insufficient_resources() {
             ..ServiceConfig::default()
         },
     );
+    assert_eq!(
+        LAST_GENERATION,
+        (1 << 20) - 1,
+        "the id format's 20-bit generation"
+    );
     let handle = rig.open();
     let request = encode(&create_request(schedule_once(1000 * MS)));
-    let close_of = |id: u64| encode(&timer_request(id));
+    let first = create_with(&handle, &create_request(schedule_once(1000 * MS))).unwrap();
+    assert_eq!(generation_of(first), 0);
+    // One live timer fills the table: a quota, freed by closing it.
+    rejects(
+        &rig,
+        &handle,
+        &[first],
+        IOCTL_KTIMER_CREATE,
+        &request,
+        16,
+        STATUS_QUOTA_EXCEEDED,
+    );
+    assert_eq!(close_timer(&handle, first), Ok(()));
+    handle.skip_timer_id_generations(LAST_GENERATION - 2);
     let mut last = 0;
-    for cycle in 0..(1u32 << 20) {
+    for (cycle, generation) in (LAST_GENERATION - 2..=LAST_GENERATION).enumerate() {
         let done = raw(&handle, IOCTL_KTIMER_CREATE, &request, 16);
         assert_eq!(done.status, STATUS_SUCCESS, "create #{cycle}");
         last = ktimer_abi::CreateResponse::decode(&done.output)
             .unwrap()
             .timer_id;
-        let closed = raw(&handle, IOCTL_KTIMER_CLOSE, &close_of(last), 0);
+        assert_eq!(generation_of(last), generation);
+        assert_eq!(query(&handle, last).map(|q| q.timer_id), Ok(last));
+        let closed = raw(
+            &handle,
+            IOCTL_KTIMER_CLOSE,
+            &encode(&timer_request(last)),
+            0,
+        );
         assert_eq!(closed.status, STATUS_SUCCESS, "close #{cycle}");
     }
     rejects(
@@ -691,7 +721,9 @@ fn exhausted_timer_ids_are_insufficient_resources() {
         16,
         STATUS_INSUFFICIENT_RESOURCES,
     );
+    // No id was wrapped or reissued: the last and the first are both closed timers'.
     assert_eq!(close_timer(&handle, last), Err(STATUS_NOT_FOUND));
+    assert_eq!(close_timer(&handle, first), Err(STATUS_NOT_FOUND));
     drop(handle);
     rig.finish();
 }

@@ -840,6 +840,13 @@ impl<R: IoRequest> FileHandle<R> {
     pub fn pending_waits(&self) -> usize {
         self.core.state.lock().waits.len()
     }
+
+    /// Test hook of the simulator build: moves this handle's free timer slots forward to id
+    /// generation `generation` ([`SlotTable::skip_to_generation`]). `<= DISPATCH_LEVEL`.
+    #[cfg(ktimer_seam = "sim")]
+    pub fn skip_timer_id_generations(&self, generation: u32) {
+        self.core.state.lock().table.skip_to_generation(generation);
+    }
 }
 
 impl<R: IoRequest> Clone for FileHandle<R> {

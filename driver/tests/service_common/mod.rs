@@ -128,6 +128,17 @@ impl Handle {
         unsafe { sim_hooks::handle_counts(self.file.file_object()) }.unwrap_or_default()
     }
 
+    /// Moves this handle's free timer slots forward to id generation `generation`
+    /// (`ktimer::sim_hooks::skip_timer_id_generations`).
+    pub fn skip_timer_id_generations(&self, generation: u32) {
+        assert!(!self.file.is_closed(), "the handle is open");
+        let _entered = self.kernel.enter();
+        // SAFETY: the handle is open and this value keeps it so for the call.
+        let skipped =
+            unsafe { sim_hooks::skip_timer_id_generations(self.file.file_object(), generation) };
+        assert!(skipped, "the handle has a service handle");
+    }
+
     /// Live timers of this handle (0 once closed).
     pub fn timer_count(&self) -> usize {
         self.counts().timers
