@@ -26,9 +26,8 @@
 //!   complete it with `STATUS_CANCELLED`. `None`: the service has already taken it out of
 //!   its list, and its claim fails (or has failed): the service will drop its `R` without
 //!   completing it, and the request must be completed with `STATUS_CANCELLED` exactly once,
-//!   after both sides have let go of it. How is the front end's business: the in-process
-//!   host's cancel routine completes it at once (its `R` is a copy the drop does not touch);
-//!   the KMDF shell cannot, because the service's `R` may still call
+//!   after both sides have let go of it. How is the front end's business: the KMDF shell's
+//!   cancel routine cannot complete it at once, because the service's `R` may still call
 //!   `WdfRequestUnmarkCancelable` on it, so the cancel routine and the dropped `R` each
 //!   release it once and the second release completes it (`crate::kmdf::request`).
 
