@@ -7,6 +7,8 @@
 //!   kernel uses (the real driver always uses the defaults).
 //! - [`handle_counts`] and [`open_handle_count`]: read-only counts of the service's state
 //!   behind a file object or a device, for assertions no IOCTL answers.
+//! - [`skip_timer_id_generations`]: moves a handle's free timer slots to a later id
+//!   generation, so a test reaches the end of the id space without a million requests.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -73,4 +75,22 @@ pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
 pub unsafe fn open_handle_count(device: WDFDEVICE) -> usize {
     // SAFETY: a live device (our contract).
     unsafe { device::service(device) }.map_or(0, crate::service::Service::open_handle_count)
+}
+
+/// Moves every free timer slot of the handle behind `file` forward to id generation
+/// `generation` (clamped to the id format's last, `ktimer::service::ids::LAST_GENERATION`),
+/// as if each slot's timer had been created and closed that many times. Never moves a slot
+/// back, so no id is issued twice. Returns `false` if `file` has no service handle.
+///
+/// # Safety
+///
+/// `file` is a ktimer file object that is not closed during the call (the caller holds
+/// the handle open).
+pub unsafe fn skip_timer_id_generations(file: WDFFILEOBJECT, generation: u32) -> bool {
+    // SAFETY: a live file object whose close does not overlap (our contract).
+    let Some(handle) = (unsafe { file::handle(file) }) else {
+        return false;
+    };
+    handle.skip_timer_id_generations(generation);
+    true
 }

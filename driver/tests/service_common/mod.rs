@@ -113,6 +113,12 @@ impl Handle {
         self.file.close();
     }
 
+    /// `IRP_MJ_CLEANUP` only (`EvtFileCleanup`): the handle stays usable to send requests
+    /// that race its close; the close follows when the last clone is dropped.
+    pub fn begin_cleanup(&self) {
+        self.file.begin_cleanup();
+    }
+
     fn counts(&self) -> HandleCounts {
         if self.file.is_closed() {
             return HandleCounts::default();
@@ -120,6 +126,17 @@ impl Handle {
         let _entered = self.kernel.enter();
         // SAFETY: the handle is open and this value keeps it so for the call.
         unsafe { sim_hooks::handle_counts(self.file.file_object()) }.unwrap_or_default()
+    }
+
+    /// Moves this handle's free timer slots forward to id generation `generation`
+    /// (`ktimer::sim_hooks::skip_timer_id_generations`).
+    pub fn skip_timer_id_generations(&self, generation: u32) {
+        assert!(!self.file.is_closed(), "the handle is open");
+        let _entered = self.kernel.enter();
+        // SAFETY: the handle is open and this value keeps it so for the call.
+        let skipped =
+            unsafe { sim_hooks::skip_timer_id_generations(self.file.file_object(), generation) };
+        assert!(skipped, "the handle has a service handle");
     }
 
     /// Live timers of this handle (0 once closed).

@@ -5,8 +5,8 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use crate::cli::{
-    self, Command, EXIT_DEVICE_ERROR, EXIT_FAILED, EXIT_NO_DEVICE, EXIT_PASSED, EXIT_USAGE,
-    RunOptions,
+    self, Command, EXIT_DEVICE_ERROR, EXIT_FAILED, EXIT_NO_DEVICE, EXIT_NOTHING_PASSED,
+    EXIT_PASSED, EXIT_USAGE, RunOptions,
 };
 use crate::client::Client;
 use crate::clock::Clock;
@@ -149,6 +149,8 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
     };
     if report.success() {
         EXIT_PASSED
+    } else if report.nothing_passed() {
+        EXIT_NOTHING_PASSED
     } else {
         EXIT_FAILED
     }
@@ -408,6 +410,34 @@ mod tests {
     }
 
     #[cfg(not(windows))]
+    #[test]
+    fn a_run_in_which_every_scenario_was_skipped_does_not_exit_0() {
+        let (code, out, _) = run(&[
+            "--sim",
+            "--quiet",
+            "--scenario",
+            "handshake",
+            "--skip",
+            "handshake=not on this backend",
+        ]);
+        assert_eq!(code, EXIT_NOTHING_PASSED, "{out}");
+        assert!(
+            out.contains("result: 0 passed, 0 failed, 1 skipped: nothing passed"),
+            "{out}"
+        );
+        let (code, out, _) = run(&[
+            "--sim",
+            "--json",
+            "--quiet",
+            "--scenario",
+            "handshake",
+            "--skip",
+            "handshake=not on this backend",
+        ]);
+        assert_eq!(code, EXIT_NOTHING_PASSED, "{out}");
+        assert!(out.contains("\"success\":false,\"passed\":0"), "{out}");
+    }
+
     #[test]
     fn json_output_is_one_object() {
         let (code, out, _) = run(&["--sim", "--json", "-q", "--scenario=handshake"]);

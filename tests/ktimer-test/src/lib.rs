@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod device;
+pub mod install;
 pub mod json;
 pub mod report;
 pub mod scenario;

@@ -188,19 +188,13 @@ impl Due {
             Due::System(s) => u64::try_from(s.saturating_sub(system_offset)).unwrap_or(0),
         }
     }
-
-    fn plus(self, delta: u64) -> Self {
-        match self {
-            Due::Interrupt(t) => Due::Interrupt(t.saturating_add(delta)),
-            Due::System(s) => {
-                Due::System(s.saturating_add(i64::try_from(delta).unwrap_or(i64::MAX)))
-            }
-        }
-    }
 }
 
-/// The first due time on `due`'s grid of `period` that lies after `limit` (interrupt time):
-/// computed, not stepped, so a large jump of the system clock cannot stall the tick.
+/// The first due time on `due`'s grid of `period` that lies after `limit`, in interrupt
+/// time: computed, not stepped, so a large jump of the system clock cannot stall the tick.
+/// Later periods are intervals of interrupt time (the model this project follows, not
+/// measured on Windows), so an absolute timer's next due time is interrupt time: later clock
+/// changes do not move it.
 fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
     let current = due.interrupt(system_offset);
     let periods = if current > limit {
@@ -208,7 +202,7 @@ fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
     } else {
         (limit - current) / period + 1
     };
-    due.plus(periods.saturating_mul(period))
+    Due::Interrupt(current.saturating_add(periods.saturating_mul(period)))
 }
 
 /// The coalescing grid of `KeSetCoalescableTimer`: the largest of these boundaries (in ms)
