@@ -136,7 +136,7 @@ impl Rig {
             .get_mut(&self.device.handle().addr())
             .and_then(Vec::pop)
             .expect("the driver parked the request");
-        (request as WDFREQUEST, io)
+        (core::ptr::without_provenance_mut(request), io)
     }
 }
 
@@ -545,7 +545,8 @@ fn a_zero_length_buffer_is_buffer_too_small() {
         .unwrap()
         .get_mut(&rig.device.handle().addr())
         .and_then(Vec::pop)
-        .unwrap() as WDFREQUEST;
+        .map(core::ptr::without_provenance_mut)
+        .unwrap();
     let _entered = rig.kernel.enter();
     let mut buffer: kernel_sim::PVOID = core::ptr::null_mut();
     // SAFETY: a live request; a valid out pointer.

@@ -167,6 +167,13 @@ impl<T> Clone for SendPtr<T> {
 
 impl<T> Copy for SendPtr<T> {}
 
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that a closure captures the whole `SendPtr`).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 // SAFETY: the kernel never dereferences these pointers itself except where the ntddk
 // contract makes the caller guarantee validity; it only stores them and passes them back to
 // the driver's callbacks, exactly as the real kernel does across processors.
