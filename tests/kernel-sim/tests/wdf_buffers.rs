@@ -178,7 +178,9 @@ fn input_and_output_are_one_system_buffer_usable_through_both_pointers() {
 
     // An asynchronous request too (completed at once by this driver).
     let io = file.submit(IOCTL_REVERSE, &[1, 2, 3], 3);
-    let done = io.wait(Some(Duration::from_mins(1))).unwrap();
+    let done = io
+        .wait(Some(kernel_sim::wall_time_budget(Duration::from_mins(1))))
+        .unwrap();
     assert_eq!(done.status, STATUS_SUCCESS);
     assert_eq!(done.output, [3, 2, 1]);
 

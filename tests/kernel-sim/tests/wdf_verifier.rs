@@ -350,7 +350,7 @@ fn unmark_of_a_request_never_marked_fires_and_cancel_makes_unmark_return_cancell
     let hold = rig.framework.hold_next_cancel_routine();
     std::thread::scope(|scope| {
         let canceller = scope.spawn(|| io.cancel());
-        assert!(hold.wait_until_held(Duration::from_secs(10)));
+        assert!(hold.wait_until_held(kernel_sim::wall_time_budget(Duration::from_secs(10))));
         let _entered = rig.kernel.enter();
         // SAFETY: a live request whose cancel routine is running: not a check, the
         // documented STATUS_CANCELLED.

@@ -28,7 +28,7 @@ use super::types::{
     UNICODE_STRING, WDFDEVICE, WDFFILEOBJECT,
 };
 use crate::bugcheck::{BugCheck, codes};
-use crate::kernel::{InlineDriverCalls, Kernel, SendPtr};
+use crate::kernel::{InlineDriverCalls, Kernel, SendPtr, wall_time_budget};
 use crate::types::{
     NTSTATUS, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
     STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
@@ -40,8 +40,9 @@ pub type DriverEntry = unsafe extern "system" fn(PDRIVER_OBJECT, PCUNICODE_STRIN
 /// How the framework model behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameworkConfig {
-    /// How long device removal waits for the driver to complete the requests it owns
-    /// before the simulator's `WDF_VIOLATION` (`WDF_SIM_REQUEST_OWNED_AT_REMOVAL`).
+    /// How long (wall time) device removal waits for the driver to complete the requests
+    /// it owns before the simulator's `WDF_VIOLATION` (`WDF_SIM_REQUEST_OWNED_AT_REMOVAL`).
+    /// Default 10 s ([`crate::wall_time_budget`]: longer under Miri).
     pub removal_timeout: Duration,
     /// Call the driver on the calling thread instead of handing each call to a driver
     /// thread: much cheaper per request, but a bug check raised inside a driver callback
@@ -54,7 +55,7 @@ pub struct FrameworkConfig {
 impl Default for FrameworkConfig {
     fn default() -> Self {
         Self {
-            removal_timeout: Duration::from_secs(10),
+            removal_timeout: wall_time_budget(Duration::from_secs(10)),
             inline_driver_calls: false,
         }
     }
@@ -447,7 +448,9 @@ impl Framework {
         }
         let leaked = crate::catch_bug_check(|| {
             self.fx.on_driver_thread(|fx| {
-                fx.wait_until(Duration::from_secs(10), |st| st.work_items == 0);
+                fx.wait_until(wall_time_budget(Duration::from_secs(10)), |st| {
+                    st.work_items == 0
+                });
                 let (driver, unload) = {
                     let st = fx.lock();
                     (st.driver, st.driver_unload)
