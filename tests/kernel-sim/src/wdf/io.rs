@@ -65,7 +65,7 @@ impl Default for FrameworkConfig {
 #[derive(Debug)]
 pub struct Framework {
     fx: Arc<Fx>,
-    /// The `DRIVER_OBJECT` the driver gets, one element, written by nothing else.
+    /// The `DRIVER_OBJECT` the driver gets (one element; the model uses only its address).
     driver_object: DriverMemory<_DRIVER_OBJECT>,
     loaded: AtomicBool,
 }
