@@ -245,7 +245,7 @@ fn on_the_real_time_clock_a_blocking_wait_is_woken_by_the_dpc() {
     let wait = submit_wait(&handle, 1, 8);
     // Generous: this checks that the DPC thread completes the wait, not how fast.
     let done = wait
-        .wait(Some(Duration::from_secs(30)))
+        .wait(Some(kernel_sim::wall_time_budget(Duration::from_secs(30))))
         .expect("the expiry completes the wait");
     let (_, records) = records_of(&done);
     assert_eq!(

@@ -133,7 +133,10 @@ impl IoRequest for Request {
         }
         // SAFETY: `input` is the system buffer WdfRequestRetrieveInputBuffer returned,
         // `input_length` bytes, valid until the request completes, which consumes `self`.
-        // The borrow of `self` keeps `output()` (which needs `&mut self`) from aliasing it.
+        // It is the same memory as `output` (METHOD_BUFFERED: the framework returns the
+        // same system-buffer pointer twice, so both stay valid side by side); the borrow of
+        // `self` keeps `output()` (which needs `&mut self`) from making a mutable view while
+        // this shared one lives.
         unsafe { core::slice::from_raw_parts(self.input, self.input_length) }
     }
 

@@ -136,7 +136,7 @@ impl Rig {
             .get_mut(&self.device.handle().addr())
             .and_then(Vec::pop)
             .expect("the driver parked the request");
-        (request as WDFREQUEST, io)
+        (core::ptr::without_provenance_mut(request), io)
     }
 }
 
@@ -350,7 +350,7 @@ fn unmark_of_a_request_never_marked_fires_and_cancel_makes_unmark_return_cancell
     let hold = rig.framework.hold_next_cancel_routine();
     std::thread::scope(|scope| {
         let canceller = scope.spawn(|| io.cancel());
-        assert!(hold.wait_until_held(Duration::from_secs(10)));
+        assert!(hold.wait_until_held(kernel_sim::wall_time_budget(Duration::from_secs(10))));
         let _entered = rig.kernel.enter();
         // SAFETY: a live request whose cancel routine is running: not a check, the
         // documented STATUS_CANCELLED.
@@ -545,7 +545,8 @@ fn a_zero_length_buffer_is_buffer_too_small() {
         .unwrap()
         .get_mut(&rig.device.handle().addr())
         .and_then(Vec::pop)
-        .unwrap() as WDFREQUEST;
+        .map(core::ptr::without_provenance_mut)
+        .unwrap();
     let _entered = rig.kernel.enter();
     let mut buffer: kernel_sim::PVOID = core::ptr::null_mut();
     // SAFETY: a live request; a valid out pointer.

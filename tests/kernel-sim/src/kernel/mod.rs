@@ -59,9 +59,10 @@ pub struct Config {
     /// Virtual (deterministic) or real-time clock.
     pub clock: Clock,
     /// Wall-clock budget for one DPC routine before `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 0).
+    /// Default 20 s ([`wall_time_budget`]: longer under Miri).
     pub dpc_watchdog: Duration,
     /// Wall-clock budget for one processor running DPCs back to back (a DPC storm) before
-    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1).
+    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1). Default 120 s ([`wall_time_budget`]).
     pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
     /// `true`: each processor runs its own queue concurrently.
@@ -74,14 +75,32 @@ pub struct Config {
     pub echo_prints: bool,
 }
 
+/// How much longer a wall-clock budget is under Miri: its isolated clock advances 5 µs per
+/// interpreted basic block, where native code spends a few nanoseconds on one, so the same
+/// work takes about a thousand times more (virtual) wall time.
+const MIRI_WALL_TIME_SCALE: u32 = 1000;
+
+/// A wall-clock budget meant for native speed (a watchdog, a removal timeout, a test's
+/// "generous" wait), scaled up under Miri so that the interpreter's slowness cannot make it
+/// expire where a native run would not. Unchanged natively. Budgets a test sets to make a
+/// check fire are used as given.
+#[must_use]
+pub fn wall_time_budget(native: Duration) -> Duration {
+    if cfg!(miri) {
+        native.saturating_mul(MIRI_WALL_TIME_SCALE)
+    } else {
+        native
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             processors: 2,
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
-            dpc_watchdog: Duration::from_secs(20),
-            dpc_watchdog_cumulative: Duration::from_mins(2),
+            dpc_watchdog: wall_time_budget(Duration::from_secs(20)),
+            dpc_watchdog_cumulative: wall_time_budget(Duration::from_mins(2)),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
@@ -166,6 +185,13 @@ impl<T> Clone for SendPtr<T> {
 }
 
 impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that a closure captures the whole `SendPtr`).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
 
 // SAFETY: the kernel never dereferences these pointers itself except where the ntddk
 // contract makes the caller guarantee validity; it only stores them and passes them back to

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use super::model::{
     Data, Device, Fault, Fx, Init, Kind, Queue, RequestKind, RequestState, device_mut, file_mut,
-    lookup, new_handle, queue_mut, register, request_mut, require_irql, unregister, violation,
+    handle_pointer, lookup, new_handle, queue_mut, register, request_mut, require_irql, unregister,
+    violation,
 };
 use super::types::{
     _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, PCUNICODE_STRING,
@@ -164,7 +165,7 @@ pub unsafe fn WdfDriverCreate(
     drop(st);
     if !Driver.is_null() {
         // SAFETY: a valid out pointer (our contract).
-        unsafe { Driver.write(handle as WDFDRIVER) };
+        unsafe { Driver.write(handle_pointer(handle)) };
     }
     STATUS_SUCCESS
 }
@@ -358,7 +359,7 @@ pub unsafe fn WdfDeviceCreate(
     // SAFETY: valid out pointers (our contract).
     unsafe { DeviceInit.write(core::ptr::null_mut()) };
     // SAFETY: as above.
-    unsafe { Device.write(handle as WDFDEVICE) };
+    unsafe { Device.write(handle_pointer(handle)) };
     STATUS_SUCCESS
 }
 
@@ -500,7 +501,7 @@ pub unsafe fn WdfIoQueueCreate(
     drop(st);
     if !Queue.is_null() {
         // SAFETY: a valid out pointer (our contract).
-        unsafe { Queue.write(handle as WDFQUEUE) };
+        unsafe { Queue.write(handle_pointer(handle)) };
     }
     STATUS_SUCCESS
 }
@@ -515,7 +516,7 @@ pub unsafe fn WdfIoQueueGetDevice(Queue: WDFQUEUE) -> WDFDEVICE {
     require_irql(DISPATCH, ddi);
     let fx = checked(Queue.addr(), Some(Kind::Queue), ddi);
     let device = queue_mut(&mut fx.lock(), Queue.addr()).map_or(0, |queue| queue.device);
-    device as WDFDEVICE
+    handle_pointer(device)
 }
 
 /// `WdfFileObjectGetDevice` (`<= DISPATCH_LEVEL`).
@@ -528,7 +529,7 @@ pub unsafe fn WdfFileObjectGetDevice(FileObject: WDFFILEOBJECT) -> WDFDEVICE {
     require_irql(DISPATCH, ddi);
     let fx = checked(FileObject.addr(), Some(Kind::File), ddi);
     let device = file_mut(&mut fx.lock(), FileObject.addr()).map_or(0, |file| file.device);
-    device as WDFDEVICE
+    handle_pointer(device)
 }
 
 /// `WdfFileObjectGetFileName` (`<= DISPATCH_LEVEL`): the name the create used after the
@@ -542,7 +543,8 @@ pub unsafe fn WdfFileObjectGetFileName(FileObject: WDFFILEOBJECT) -> PUNICODE_ST
     require_irql(DISPATCH, ddi);
     let fx = checked(FileObject.addr(), Some(Kind::File), ddi);
     let mut st = fx.lock();
-    file_mut(&mut st, FileObject.addr()).map_or(core::ptr::null_mut(), |file| &raw mut *file.name)
+    file_mut(&mut st, FileObject.addr())
+        .map_or(core::ptr::null_mut(), |file| file.name.as_mut_ptr())
 }
 
 /// `WdfRequestGetFileObject` (`<= DISPATCH_LEVEL`).
@@ -555,7 +557,7 @@ pub unsafe fn WdfRequestGetFileObject(Request: WDFREQUEST) -> WDFFILEOBJECT {
     require_irql(DISPATCH, ddi);
     let fx = checked(Request.addr(), Some(Kind::Request), ddi);
     let file = request_mut(&mut fx.lock(), Request.addr()).map_or(0, |request| request.file);
-    file as WDFFILEOBJECT
+    handle_pointer(file)
 }
 
 /// Which buffer `retrieve` returns.
@@ -830,7 +832,7 @@ pub(crate) fn new_init(fx: &Arc<Fx>) -> PWDFDEVICE_INIT {
     let handle = new_handle();
     fx.lock().inits.insert(handle, Init::default());
     register(handle, fx);
-    handle as PWDFDEVICE_INIT
+    handle_pointer(handle)
 }
 
 /// Frees a device-init block after `EvtDriverDeviceAdd`; returns the device it created.

@@ -20,15 +20,15 @@ use std::time::{Duration, Instant};
 
 use super::ddi::{drop_init, new_init};
 use super::model::{
-    Callback, Completion, Data, Fault, File, Fx, Irp, Kind, Request, RequestKind, RequestState,
-    call_driver, device_mut, device_of, file_mut, queue_mut,
+    Callback, Completion, Data, DriverMemory, Fault, File, Fx, Irp, Kind, Request, RequestKind,
+    RequestState, call_driver, device_mut, device_of, file_mut, handle_pointer, queue_mut,
 };
 use super::types::{
     _DRIVER_OBJECT, NT_SUCCESS, PCUNICODE_STRING, PDRIVER_OBJECT, STATUS_NO_SUCH_DEVICE,
-    UNICODE_STRING, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFQUEUE, WDFREQUEST,
+    UNICODE_STRING, WDFDEVICE, WDFFILEOBJECT,
 };
 use crate::bugcheck::{BugCheck, codes};
-use crate::kernel::{InlineDriverCalls, Kernel};
+use crate::kernel::{InlineDriverCalls, Kernel, SendPtr, wall_time_budget};
 use crate::types::{
     NTSTATUS, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
     STATUS_INVALID_HANDLE, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, ULONG,
@@ -40,8 +40,9 @@ pub type DriverEntry = unsafe extern "system" fn(PDRIVER_OBJECT, PCUNICODE_STRIN
 /// How the framework model behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameworkConfig {
-    /// How long device removal waits for the driver to complete the requests it owns
-    /// before the simulator's `WDF_VIOLATION` (`WDF_SIM_REQUEST_OWNED_AT_REMOVAL`).
+    /// How long (wall time) device removal waits for the driver to complete the requests
+    /// it owns before the simulator's `WDF_VIOLATION` (`WDF_SIM_REQUEST_OWNED_AT_REMOVAL`).
+    /// Default 10 s ([`crate::wall_time_budget`]: longer under Miri).
     pub removal_timeout: Duration,
     /// Call the driver on the calling thread instead of handing each call to a driver
     /// thread: much cheaper per request, but a bug check raised inside a driver callback
@@ -54,7 +55,7 @@ pub struct FrameworkConfig {
 impl Default for FrameworkConfig {
     fn default() -> Self {
         Self {
-            removal_timeout: Duration::from_secs(10),
+            removal_timeout: wall_time_budget(Duration::from_secs(10)),
             inline_driver_calls: false,
         }
     }
@@ -64,7 +65,8 @@ impl Default for FrameworkConfig {
 #[derive(Debug)]
 pub struct Framework {
     fx: Arc<Fx>,
-    driver_object: Box<_DRIVER_OBJECT>,
+    /// The `DRIVER_OBJECT` the driver gets (one element; the model uses only its address).
+    driver_object: DriverMemory<_DRIVER_OBJECT>,
     loaded: AtomicBool,
 }
 
@@ -76,7 +78,7 @@ impl DeviceNode {
     /// The device's `WDFDEVICE` handle.
     #[must_use]
     pub fn handle(self) -> WDFDEVICE {
-        self.0 as WDFDEVICE
+        handle_pointer(self.0)
     }
 }
 
@@ -176,8 +178,8 @@ impl Framework {
             config.removal_timeout,
             config.inline_driver_calls,
         );
-        let driver_object = Box::new(_DRIVER_OBJECT::default());
-        super::model::register(std::ptr::from_ref(&*driver_object).addr(), &fx);
+        let driver_object = DriverMemory::new(Box::new([_DRIVER_OBJECT::default()]));
+        super::model::register(driver_object.as_mut_ptr().addr(), &fx);
         Self {
             fx,
             driver_object,
@@ -250,7 +252,7 @@ impl Framework {
     /// # Panics
     /// With a [`BugCheck`] payload if the machine bug-checks.
     pub fn load(&self, entry: DriverEntry) -> Result<(), NTSTATUS> {
-        let driver_object = std::ptr::from_ref(&*self.driver_object).addr();
+        let driver_object = SendPtr(self.driver_object.as_mut_ptr());
         let status = self.fx.on_driver_thread(move |fx| {
             let path: Vec<u16> = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\ktimer"
                 .encode_utf16()
@@ -264,7 +266,7 @@ impl Framework {
             let status = call_driver(|| {
                 // SAFETY: the driver's entry point, with a driver object and registry path
                 // that stay valid for the call.
-                unsafe { entry(driver_object as PDRIVER_OBJECT, &raw const registry_path) }
+                unsafe { entry(driver_object.get(), &raw const registry_path) }
             });
             if !NT_SUCCESS(status) {
                 let driver = fx.lock().driver;
@@ -304,7 +306,7 @@ impl Framework {
             let init = new_init(fx);
             fx.log(Callback::DeviceAdd);
             // SAFETY: the driver's callback with its driver and a live init block.
-            let status = call_driver(|| unsafe { add(driver as WDFDRIVER, init) });
+            let status = call_driver(|| unsafe { add(handle_pointer(driver), init) });
             let created = drop_init(fx, init);
             match (NT_SUCCESS(status), created) {
                 (true, Some(device)) => {
@@ -446,7 +448,9 @@ impl Framework {
         }
         let leaked = crate::catch_bug_check(|| {
             self.fx.on_driver_thread(|fx| {
-                fx.wait_until(Duration::from_secs(10), |st| st.work_items == 0);
+                fx.wait_until(wall_time_budget(Duration::from_secs(10)), |st| {
+                    st.work_items == 0
+                });
                 let (driver, unload) = {
                     let st = fx.lock();
                     (st.driver, st.driver_unload)
@@ -455,7 +459,7 @@ impl Framework {
                     if let Some(unload) = unload {
                         fx.log(Callback::DriverUnload);
                         // SAFETY: the driver's callback with its driver handle.
-                        call_driver(|| unsafe { unload(driver as WDFDRIVER) });
+                        call_driver(|| unsafe { unload(handle_pointer(driver)) });
                     }
                     fx.delete_object(driver, true);
                 }
@@ -481,7 +485,7 @@ impl Framework {
 
 impl Drop for Framework {
     fn drop(&mut self) {
-        super::model::unregister(std::ptr::from_ref(&*self.driver_object).addr());
+        super::model::unregister(self.driver_object.as_mut_ptr().addr());
         let _ = WORKERS.try_with(|workers| workers.borrow_mut().remove(&self.fx.id));
     }
 }
@@ -502,13 +506,13 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
         if let Some(status) = Fx::take_fault(&mut st, Fault::FileObjectCreate) {
             return Err(status);
         }
-        let name_buffer: Box<[u16]> = name.into_boxed_slice();
+        let name_buffer = DriverMemory::new(name.into_boxed_slice());
         let bytes = u16::try_from(name_buffer.len() * 2).unwrap_or(0);
-        let name = Box::new(UNICODE_STRING {
+        let name = DriverMemory::new(Box::new([UNICODE_STRING {
             Length: bytes,
             MaximumLength: bytes,
-            Buffer: name_buffer.as_ptr().cast_mut(),
-        });
+            Buffer: name_buffer.as_mut_ptr(),
+        }]));
         let file = fx.add_object(
             &mut st,
             Kind::File,
@@ -538,7 +542,7 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
                 state: RequestState::DriverOwned,
                 cancel_routine: None,
                 cancelled: false,
-                buffer: Box::new([]),
+                buffer: DriverMemory::new(Box::new([])),
                 input_length: 0,
                 output_length: 0,
                 returned: Vec::new(),
@@ -566,9 +570,9 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
             // SAFETY: the driver's callback with its device, create request and new file.
             call_driver(|| unsafe {
                 create(
-                    device as WDFDEVICE,
-                    request as WDFREQUEST,
-                    file as WDFFILEOBJECT,
+                    handle_pointer(device),
+                    handle_pointer(request),
+                    handle_pointer(file),
                 );
             });
         }
@@ -623,7 +627,7 @@ impl FileHandle {
     /// The file object's handle (for tests that call DDIs on it).
     #[must_use]
     pub fn file_object(&self) -> WDFFILEOBJECT {
-        self.file as WDFFILEOBJECT
+        handle_pointer(self.file)
     }
 
     /// Sends an IOCTL (`METHOD_BUFFERED`) without waiting: the request is presented to
@@ -772,7 +776,7 @@ fn cleanup_on_driver_thread(fx: &Arc<Fx>, file: usize, close: bool) {
     if let Some(Some(cleanup)) = cleanup {
         fx.log(Callback::FileCleanup(file));
         // SAFETY: the driver's callback with its live file object.
-        call_driver(|| unsafe { cleanup(file as WDFFILEOBJECT) });
+        call_driver(|| unsafe { cleanup(handle_pointer(file)) });
     }
     if !close {
         return;
@@ -847,10 +851,11 @@ fn send_on_driver_thread(
             drop(st);
             return refuse(STATUS_INVALID_DEVICE_REQUEST);
         }
-        let mut buffer = vec![0_u8; input.len().max(output_length)].into_boxed_slice();
-        if let Some(target) = buffer.get_mut(..input.len()) {
+        let mut system_buffer = vec![0_u8; input.len().max(output_length)].into_boxed_slice();
+        if let Some(target) = system_buffer.get_mut(..input.len()) {
             target.copy_from_slice(input);
         }
+        let buffer = DriverMemory::new(system_buffer);
         q.dispatching += 1;
         let request = fx.add_object(
             &mut st,
@@ -890,8 +895,8 @@ fn send_on_driver_thread(
     // SAFETY: the driver's callback with its queue and a request it now owns.
     call_driver(|| unsafe {
         callback(
-            queue as WDFQUEUE,
-            request as WDFREQUEST,
+            handle_pointer(queue),
+            handle_pointer(request),
             output_length,
             input.len(),
             code,

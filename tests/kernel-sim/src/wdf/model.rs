@@ -12,6 +12,7 @@
 
 use std::alloc::Layout;
 use std::collections::{HashMap, VecDeque};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use super::types::{
     GUID, PFN_WDF_DRIVER_DEVICE_ADD, PFN_WDF_DRIVER_UNLOAD, PFN_WDF_IO_QUEUE_IO_DEVICE_CONTROL,
     PFN_WDF_OBJECT_CONTEXT_CLEANUP, PFN_WDF_OBJECT_CONTEXT_DESTROY, PFN_WDF_REQUEST_CANCEL,
     UNICODE_STRING, WDF_FILEOBJECT_CONFIG, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO,
-    WDFFILEOBJECT, WDFOBJECT, WDFREQUEST,
+    WDFFILEOBJECT,
 };
 use crate::bugcheck::{BugCheck, codes, wdf_object};
 use crate::kernel::{DriverFrame, Kernel, irql};
@@ -143,6 +144,72 @@ impl Context {
     }
 }
 
+/// Memory the framework hands to the driver (a request's system buffer, a file object's
+/// name): allocated here, reached only through one raw base pointer with shared
+/// provenance, freed when dropped. No Rust reference or `Box` to it exists while the driver
+/// may hold pointers into it, so the model creates no unique borrow that would invalidate
+/// them (a `Box` field is retagged as unique whenever its owner moves through a call), and
+/// two pointers handed out for the same memory (`METHOD_BUFFERED`'s input and output) stay
+/// usable side by side, as on Windows.
+#[derive(Debug)]
+pub(crate) struct DriverMemory<T> {
+    base: NonNull<T>,
+    len: usize,
+}
+
+impl<T> DriverMemory<T> {
+    /// Takes ownership of `values`.
+    pub(crate) fn new(values: Box<[T]>) -> Self {
+        let len = values.len();
+        let base = NonNull::from(Box::leak(values)).cast::<T>();
+        Self { base, len }
+    }
+
+    /// The base pointer, valid for `len` elements until `self` is dropped.
+    pub(crate) fn as_mut_ptr(&self) -> *mut T {
+        self.base.as_ptr()
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<T: Copy> DriverMemory<T> {
+    /// A copy of the first `count` elements (fewer if there are fewer).
+    ///
+    /// # Safety
+    /// No pointer handed out for this memory is being written through meanwhile (the driver
+    /// is done with it: for a request, it has been completed).
+    pub(crate) unsafe fn copy_prefix(&self, count: usize, into: &mut Vec<T>) {
+        let count = count.min(self.len);
+        // SAFETY: `base` is valid for `len` initialized elements and `count <= len`; nothing
+        // writes to them meanwhile (the caller's contract).
+        let values = unsafe { std::slice::from_raw_parts(self.base.as_ptr(), count) };
+        into.extend_from_slice(values);
+    }
+}
+
+// SAFETY: `DriverMemory` owns its elements like a `Box<[T]>`; it gives out only raw
+// pointers (using them is the driver's or an `unsafe` caller's business, under the
+// framework's rules for that memory) and reads them only in `copy_prefix`, whose contract
+// excludes concurrent writes. The elements are plain data (bytes, UTF-16 units, a
+// `UNICODE_STRING` pointing into another `DriverMemory`, a `DRIVER_OBJECT`).
+unsafe impl<T> Send for DriverMemory<T> {}
+// SAFETY: as above: `&DriverMemory` allows no access to the elements except through raw
+// pointers or `copy_prefix`.
+unsafe impl<T> Sync for DriverMemory<T> {}
+
+impl<T> Drop for DriverMemory<T> {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.base.as_ptr(), self.len);
+        // SAFETY: `base` and `len` came from `Box::leak` in `DriverMemory::new` and are
+        // freed only here, once.
+        drop(unsafe { Box::from_raw(slice) });
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Obj {
     pub(crate) kind: Kind,
@@ -195,8 +262,9 @@ pub(crate) struct File {
     pub(crate) device: usize,
     /// The characters `name` points to (owned here, read through `name`).
     #[expect(dead_code, reason = "owns the storage `name` points into")]
-    pub(crate) name_units: Box<[u16]>,
-    pub(crate) name: Box<UNICODE_STRING>,
+    pub(crate) name_units: DriverMemory<u16>,
+    /// The `UNICODE_STRING` `WdfFileObjectGetFileName` returns (one element).
+    pub(crate) name: DriverMemory<UNICODE_STRING>,
     pub(crate) outstanding: usize,
     pub(crate) cleanup_started: bool,
     pub(crate) cleanup_done: bool,
@@ -230,7 +298,9 @@ pub(crate) struct Request {
     pub(crate) state: RequestState,
     pub(crate) cancel_routine: PFN_WDF_REQUEST_CANCEL,
     pub(crate) cancelled: bool,
-    pub(crate) buffer: Box<[u8]>,
+    /// The `METHOD_BUFFERED` system buffer (`max(input, output)` bytes): both the input
+    /// and the output buffer the driver retrieves point to its start.
+    pub(crate) buffer: DriverMemory<u8>,
     pub(crate) input_length: usize,
     pub(crate) output_length: usize,
     /// The I/O manager's copy of the output, allocated when the IRP was sent so that
@@ -305,8 +375,8 @@ pub(crate) struct FxState {
     pub(crate) purge_on_removal: bool,
 }
 
-// SAFETY: the raw pointers in the state (contexts, the file-name strings, configuration
-// structures holding driver pointers) are owned by the framework or are the driver's
+// SAFETY: the raw pointers in the state (contexts, the memory handed to the driver
+// (`DriverMemory`), configuration structures holding driver pointers) are owned by the framework or are the driver's
 // 'static data; the state is only ever reached through `Fx::state`'s mutex.
 unsafe impl Send for FxState {}
 
@@ -440,6 +510,13 @@ pub(crate) fn unregister(address: usize) {
     registry().remove(&address);
 }
 
+/// A handle value as the pointer type the driver sees (`WDFDEVICE`, `WDFREQUEST`, ...).
+/// Handles are opaque numbers (the framework looks them up, never dereferences them), so
+/// the pointer has no provenance: a driver that dereferenced one would be caught by Miri.
+pub(crate) fn handle_pointer<T>(handle: usize) -> *mut T {
+    std::ptr::without_provenance_mut(handle)
+}
+
 /// A fresh handle value.
 pub(crate) fn new_handle() -> usize {
     NEXT_HANDLE.fetch_add(16, Ordering::Relaxed)
@@ -549,7 +626,7 @@ impl Fx {
                 if let Some(cleanup) = cleanup {
                     self.log(Callback::ObjectCleanup(object));
                     // SAFETY: the driver's callback, called with its live object.
-                    call_driver(|| unsafe { cleanup(object as WDFOBJECT) });
+                    call_driver(|| unsafe { cleanup(handle_pointer(object)) });
                 }
             }
         }
@@ -558,7 +635,7 @@ impl Fx {
             if with_callbacks && let Some(destroy) = destroy {
                 self.log(Callback::ObjectDestroy(object));
                 // SAFETY: as above; its context is still allocated.
-                call_driver(|| unsafe { destroy(object as WDFOBJECT) });
+                call_driver(|| unsafe { destroy(handle_pointer(object)) });
             }
             let mut st = self.lock();
             if let Some(removed) = st.objects.remove(&object) {
@@ -651,7 +728,7 @@ impl Fx {
                 self.log(Callback::RequestCancel(request));
                 IN_CANCEL_ROUTINE.with(|flag| flag.set(true));
                 // SAFETY: the driver's cancel routine, with its cancelled request.
-                call_driver(|| unsafe { routine(request as WDFREQUEST) });
+                call_driver(|| unsafe { routine(handle_pointer(request)) });
                 IN_CANCEL_ROUTINE.with(|flag| flag.set(false));
             }
         }
@@ -724,7 +801,7 @@ impl Fx {
         if let Some(cleanup) = cleanup {
             self.log(Callback::ObjectCleanup(request));
             // SAFETY: the driver's callback with its live request.
-            call_driver(|| unsafe { cleanup(request as WDFOBJECT) });
+            call_driver(|| unsafe { cleanup(handle_pointer(request)) });
         }
         let mut st = self.lock();
         let Some(obj) = st.objects.remove(&request) else {
@@ -735,13 +812,14 @@ impl Fx {
             return;
         };
         let copy = if status >= 0 || status.cast_unsigned() >> 30 == 2 {
-            information.min(r.output_length).min(r.buffer.len())
+            information.min(r.output_length)
         } else {
             0
         };
         let mut output = r.returned;
         output.clear();
-        output.extend_from_slice(r.buffer.get(..copy).unwrap_or_default());
+        // SAFETY: the request is completed: the driver no longer uses its buffer pointers.
+        unsafe { r.buffer.copy_prefix(copy, &mut output) };
         if let Some(q) = r.queue.and_then(|queue| queue_mut(&mut st, queue)) {
             q.owned.retain(|o| *o != request);
             q.cancelable.retain(|o| *o != request);
@@ -827,7 +905,7 @@ impl Fx {
 
 fn call_close(close: unsafe extern "C" fn(WDFFILEOBJECT), file: usize) {
     // SAFETY: the driver's callback with its live file object.
-    call_driver(|| unsafe { close(file as WDFFILEOBJECT) });
+    call_driver(|| unsafe { close(handle_pointer(file)) });
 }
 
 /// Children (in the order added) before their parent, recursively.
