@@ -605,10 +605,7 @@ unsafe fn retrieve(
     if available == 0 || available < minimum {
         return STATUS_BUFFER_TOO_SMALL;
     }
-    // A raw pointer straight from the box, not through `&mut [u8]`: the input and the output
-    // buffer of METHOD_BUFFERED are the same system buffer, and a unique reborrow here
-    // would invalidate (Stacked Borrows) the pointer handed out for the other one.
-    let pointer = (&raw mut *r.buffer).cast::<u8>();
+    let pointer = r.buffer.as_mut_ptr();
     drop(st);
     // SAFETY: valid for a write (our contract).
     unsafe { buffer.write(pointer.cast()) };
