@@ -405,6 +405,12 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             format!("{new_upper}_WINE_"),
             vec![],
         ),
+        (
+            "model-based test environment variables",
+            format!("{old_upper}_MODEL_"),
+            format!("{new_upper}_MODEL_"),
+            vec!["driver/tests/service_model.rs"],
+        ),
     ] {
         rules.push(Rule {
             what,
