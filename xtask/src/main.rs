@@ -409,7 +409,7 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             "model-based test environment variables",
             format!("{old_upper}_MODEL_"),
             format!("{new_upper}_MODEL_"),
-            vec!["driver/tests/service_model.rs"],
+            vec![],
         ),
     ] {
         rules.push(Rule {
