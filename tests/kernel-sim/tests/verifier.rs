@@ -160,7 +160,8 @@ fn a_dpc_routine_may_free_the_pool_holding_its_own_one_shot_timer_and_dpc() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn a_dpc_routine_freeing_its_periodic_timer_bugchecks_0xc7_timer_and_halts_that_processor() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let block = std::sync::Arc::new(std::sync::OnceLock::<common::SharedPtr>::new());
     let block_for_hook = block.clone();
@@ -262,7 +263,8 @@ fn wait_with_a_zero_timeout_at_dispatch_level_is_fine() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn wait_with_a_zero_timeout_inside_a_dpc_is_fine_but_a_nonzero_one_bugchecks_0x0a() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let timer = std::sync::Arc::new(Timer::notification());
     let timer_for_hook = timer.clone();
@@ -315,7 +317,8 @@ fn flush_queued_dpcs_above_passive_level_bugchecks_0x0a() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn flush_queued_dpcs_inside_a_dpc_bugchecks_0x0a() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let dpc = Dpc::with_hook(|_| flush());
     dpc.insert(0, 0);
@@ -490,9 +493,10 @@ fn unload_with_a_dpc_still_queued_bugchecks_0xce() {
 
 #[test]
 fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
+    // The DPC is blocked on a processor thread while the test's thread watches it.
     let kernel = Kernel::new(Config {
         dpc_watchdog: Duration::from_millis(20),
-        ..Config::default()
+        ..common::threaded()
     });
     let _bound = kernel.enter();
     let gate = Gate::new();

@@ -162,7 +162,8 @@ impl Inner {
         }
     }
 
-    /// Lets processors run DPCs queued below `limit` and waits until those have run.
+    /// Lets processors run DPCs queued below `limit` (inline execution: runs them on this
+    /// thread) and waits until those have run.
     /// `panic_on_crash`: control-API callers unwind with the bug check; kernel routines
     /// (flush) return inertly.
     pub(super) fn wait_idle<'a>(
@@ -173,6 +174,7 @@ impl Inner {
     ) -> MutexGuard<'a, State> {
         st.dispatch_limits.push(limit);
         self.changed.notify_all();
+        let mut binding = None;
         loop {
             if let Some(bug_check) = st.bug_check {
                 remove_limit(&mut st, limit);
@@ -188,6 +190,12 @@ impl Inner {
                 limit == u64::MAX && st.waiters.iter().any(|w| w.outcome.is_some());
             if st.shutdown || (Self::drained_below(&st, limit) && !waiters_pending) {
                 break;
+            }
+            if self.inline
+                && let Some((cpu, entry)) = self.pick_inline(&mut st, limit)
+            {
+                st = self.run_inline(st, cpu, entry, &mut binding);
+                continue;
             }
             if let Some(bug_check) = self.watchdog(&st) {
                 remove_limit(&mut st, limit);
