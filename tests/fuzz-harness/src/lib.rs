@@ -21,15 +21,17 @@
 //! timer set, no DPC queued or running and no pool block outstanding, and time moved on
 //! afterwards runs no DPC.
 //!
-//! The simulated kernel is made once per process and reused ([`Fuzzer`]): booting one starts
-//! its processor threads, which costs more than a typical input. Reuse is sound because the
-//! end-of-input checks prove the kernel is back to an empty state (no timer, no DPC, no pool).
+//! The simulated kernel is made once per process and reused ([`Fuzzer`]). Reuse is sound
+//! because the end-of-input checks prove the kernel is back to an empty state (no timer, no
+//! DPC, no pool). It runs with inline execution (`kernel_sim::Execution::Inline`): DPCs run on
+//! the fuzzing thread, with no thread hand-off per DPC; a bug check inside a DPC routine then
+//! stops the process with the bug check printed, which libFuzzer reports as a crash.
 
 pub mod seeds;
 
 use std::time::Duration;
 
-use kernel_sim::{Clock, Config, Kernel};
+use kernel_sim::{Clock, Config, Execution, Kernel};
 use ktimer::host::{Host, HostCompletion, HostHandle, HostIo};
 use ktimer::service::ServiceConfig;
 use ktimer_abi::codec::{Decode, Encode, WaitBatch, wait_response_len};
@@ -85,14 +87,21 @@ impl Default for Fuzzer {
 
 impl Fuzzer {
     /// Boots the simulated kernel the inputs run on: 2 processors, 1 ms tick, virtual clock,
-    /// no event log (it would grow across inputs).
+    /// inline execution, no event log (it would grow across inputs).
     #[must_use]
     pub fn new() -> Self {
+        Self::with_execution(Execution::Inline)
+    }
+
+    /// As [`Fuzzer::new`] with the given execution mode (the benchmark compares the two).
+    #[must_use]
+    pub fn with_execution(execution: Execution) -> Self {
         Self {
             kernel: Kernel::new(Config {
                 processors: 2,
                 time_increment: TICK_100NS,
                 clock: Clock::Virtual,
+                execution,
                 trace: false,
                 ..Config::default()
             }),
