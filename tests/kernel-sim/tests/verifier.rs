@@ -45,6 +45,68 @@ fn freeing_pool_holding_a_set_timer_bugchecks_0xc7_timer() {
     assert_eq!(kernel.bug_check(), Some(error), "recorded in the kernel");
 }
 
+/// Many timers and DPCs outside the block: the free looks up the block's own addresses
+/// instead of scanning every object (the same checks either way).
+fn many_other_objects() -> (Vec<Timer>, Vec<Dpc>) {
+    let timers: Vec<Timer> = (0..64).map(|_| Timer::notification()).collect();
+    let dpcs: Vec<Dpc> = (0..64).map(|_| Dpc::new()).collect();
+    for (timer, dpc) in timers.iter().zip(&dpcs) {
+        timer.set(relative_ms(1000), 0, Some(dpc));
+    }
+    (timers, dpcs)
+}
+
+#[test]
+fn freeing_pool_holding_a_set_timer_among_many_objects_bugchecks_0xc7_timer() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let _others = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    objects.set(relative_ms(100), 0);
+    let start = objects.block.addr() as u64;
+    let error = catch_bug_check(|| objects.free()).unwrap_err();
+    assert_eq!(
+        error,
+        BugCheck::new(codes::TIMER_OR_DPC_INVALID, [0, start, start, start + 128])
+    );
+}
+
+#[test]
+fn freeing_pool_holding_a_queued_dpc_among_many_objects_bugchecks_0xc7_dpc() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let _others = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    assert!(objects.insert());
+    let start = objects.block.addr() as u64;
+    let error = catch_bug_check(|| objects.free()).unwrap_err();
+    assert_eq!(
+        error,
+        BugCheck::new(
+            codes::TIMER_OR_DPC_INVALID,
+            [1, objects.dpc.addr() as u64, start, start + 128]
+        )
+    );
+}
+
+#[test]
+fn freeing_pool_among_many_objects_forgets_only_the_objects_in_the_block() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let (timers, dpcs) = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    objects.set(relative_ms(1), 0);
+    kernel.advance(ticks(1));
+    flush();
+    objects.free();
+    assert_eq!(kernel.bug_check(), None);
+    // The others are still known: still set, and their DPCs still run.
+    assert!(timers.iter().all(|t| kernel.timer_is_set(t.ptr())));
+    kernel.advance(Duration::from_secs(1));
+    assert!(dpcs.iter().all(|d| d.runs() == 1));
+    assert_eq!(kernel.unload(), Ok(()));
+}
+
 #[test]
 fn freeing_pool_after_cancelling_the_timer_and_flushing_is_fine() {
     let kernel = Kernel::new(Config::default());

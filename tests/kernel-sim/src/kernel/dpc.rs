@@ -150,7 +150,12 @@ impl Inner {
 
     /// Whether no DPC with a queuing number below `limit` is queued or running.
     pub(super) fn drained_below(st: &State, limit: u64) -> bool {
-        let queued = st.queues.iter().any(|q| q.iter().any(|e| e.seq < limit));
+        // Each queue is in queuing order (pushed at the back with a growing number, removed
+        // from anywhere), so its head has its lowest number.
+        let queued = st
+            .queues
+            .iter()
+            .any(|q| q.front().is_some_and(|e| e.seq < limit));
         let running = st.running.iter().flatten().any(|r| r.entry.seq < limit);
         !queued && !running
     }
