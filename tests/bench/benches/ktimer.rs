@@ -423,12 +423,56 @@ fn met(condition: bool) -> &'static str {
     if condition { "met" } else { "not met" }
 }
 
+/// The per-record cost split and the goal lines, from the delivery figures.
+fn per_record_and_goals(batched: Delivery, single: Delivery, inline_floor: f64) {
+    let end_to_end_ratio = batched.end_to_end() / single.end_to_end();
+    let delivery_ratio = batched.delivery_only() / single.delivery_only();
+    println!(
+        "Per record (ns): outside the waits (advancing time: expiry, DPC, record) and in the waits\n"
+    );
+    println!("| reading | outside the waits | in the waits |");
+    println!("| --- | ---: | ---: |");
+    println!(
+        "| batched | {:.0} | {:.0} |",
+        batched.expiry_ns(),
+        batched.wait_ns()
+    );
+    println!(
+        "| one record per wait | {:.0} | {:.0} |\n",
+        single.expiry_ns(),
+        single.wait_ns()
+    );
+    println!("Goals (from the figures above):\n");
+    println!(
+        "- simulator alone >= 10^6 empty DPCs/s: {inline_floor:.0}/s inline: {}",
+        met(inline_floor >= 1e6)
+    );
+    println!(
+        "- batched >= 10^6 events/s end to end: {:.0}/s: {}",
+        batched.end_to_end(),
+        met(batched.end_to_end() >= 1e6)
+    );
+    println!(
+        "- batched >= 10x one event per wait: {end_to_end_ratio:.1}x end to end: {}; {delivery_ratio:.1}x delivery only: {}",
+        met(end_to_end_ratio >= 10.0),
+        met(delivery_ratio >= 10.0)
+    );
+    // Both readings pay the same expiry per record; only the wait part differs. So the
+    // end-to-end ratio cannot exceed (expiry + one-record wait) / expiry, whatever batching
+    // saves.
+    let bound = (batched.expiry_ns() + single.wait_ns()) / batched.expiry_ns();
+    println!(
+        "- the end-to-end ratio's ceiling with this expiry cost, (outside + one-record wait) / outside: {bound:.1}x\n"
+    );
+}
+
 fn delivery() {
     /// Ticks of 1,000 expirations each for the inline figures (2 million events).
     const TICKS: usize = 2000;
     /// The threaded simulator takes a thread hand-off per DPC: fewer ticks.
     const THREADED_TICKS: usize = 200;
     println!("## Events delivered per second (virtual time, 1,000 live 1 ms timers, 4 handles)\n");
+    println!("Each row: the faster of two runs.\n");
     println!(
         "| reading | records | total s | events/s end to end | s in waits | events/s delivery only |"
     );
@@ -438,12 +482,23 @@ fn delivery() {
         ("batched (one wait per handle per tick)", Reading::Batched),
         ("one record per wait", Reading::OnePerWait),
     ] {
-        let (records, total, in_waits) = deliver(reading, TICKS);
-        let run = Delivery {
+        // The faster of two runs: the machine is shared, and load only ever slows a run.
+        let run = (0..2)
+            .map(|_| {
+                let (records, total, in_waits) = deliver(reading, TICKS);
+                Delivery {
+                    records,
+                    total,
+                    in_waits,
+                }
+            })
+            .min_by(|a, b| a.total.total_cmp(&b.total))
+            .expect("two runs");
+        let Delivery {
             records,
             total,
             in_waits,
-        };
+        } = run;
         rates.push(run);
         println!(
             "| {name} | {records} | {total:.3} | {:.0} | {in_waits:.3} | {:.0} |",
@@ -460,7 +515,10 @@ fn delivery() {
             THREADED_TICKS,
         ),
     ] {
-        let (runs, seconds) = simulator_floor(execution, ticks);
+        let (runs, seconds) = (0..2)
+            .map(|_| simulator_floor(execution, ticks))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("two runs");
         #[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
         let floor = runs as f64 / seconds;
         floors.push(floor);
@@ -481,43 +539,7 @@ fn delivery() {
         "simulator alone, inline / threaded: {:.1}x\n",
         inline_floor / threaded_floor
     );
-    println!(
-        "Per record (ns): outside the waits (advancing time: expiry, DPC, record) and in the waits\n"
-    );
-    println!("| reading | outside the waits | in the waits |");
-    println!("| --- | ---: | ---: |");
-    println!(
-        "| batched | {:.0} | {:.0} |",
-        batched.expiry_ns(),
-        batched.wait_ns()
-    );
-    println!(
-        "| one record per wait | {:.0} | {:.0} |\n",
-        single.expiry_ns(),
-        single.wait_ns()
-    );
-    println!("Goals (from the figures above):\n");
-    println!(
-        "- simulator alone >= 10^6 empty DPCs/s: {inline_floor:.0}/s inline: {}",
-        met(*inline_floor >= 1e6)
-    );
-    println!(
-        "- batched >= 10^6 events/s end to end: {:.0}/s: {}",
-        batched.end_to_end(),
-        met(batched.end_to_end() >= 1e6)
-    );
-    println!(
-        "- batched >= 10x one event per wait: {end_to_end_ratio:.1}x end to end: {}; {delivery_ratio:.1}x delivery only: {}",
-        met(end_to_end_ratio >= 10.0),
-        met(delivery_ratio >= 10.0)
-    );
-    // Both readings pay the same expiry per record; only the wait part differs. So the
-    // end-to-end ratio cannot exceed (expiry + one-record wait) / expiry, whatever batching
-    // saves.
-    let bound = (batched.expiry_ns() + single.wait_ns()) / batched.expiry_ns();
-    println!(
-        "- the end-to-end ratio's ceiling with this expiry cost, (outside + one-record wait) / outside: {bound:.1}x\n"
-    );
+    per_record_and_goals(*batched, *single, *inline_floor);
 }
 
 /// `count` pseudo-random inputs of 0-511 bytes (xorshift64, fixed seed): the same inputs in
