@@ -176,6 +176,43 @@ fn a_dpc_held_mid_run_on_a_helper_thread_gives_the_same_trace_in_both_modes() {
     });
 }
 
+#[test]
+fn inline_with_parallel_dpcs_two_dispatching_threads_run_dpcs_on_two_processors_at_once() {
+    let kernel = Kernel::new(Config {
+        parallel_dpcs: true,
+        ..Config::default()
+    });
+    let _bound = kernel.enter();
+    let gate = Gate::new();
+    let dpcs: Vec<Dpc> = (0..2)
+        .map(|_| {
+            let hook_gate = Arc::clone(&gate);
+            Dpc::with_hook(move |_| hook_gate.arrive_and_wait())
+        })
+        .collect();
+    for dpc in &dpcs {
+        assert!(dpc.insert(0, 0), "queued round-robin: processors 0 and 1");
+    }
+    std::thread::scope(|scope| {
+        let _open_on_exit = gate.opener();
+        let dispatchers: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| kernel.run_until_idle()))
+            .collect();
+        gate.wait_arrived(2);
+        assert_eq!(
+            kernel.running_dpcs(),
+            2,
+            "both routines are mid-run at once"
+        );
+        gate.open();
+        for dispatcher in dispatchers {
+            dispatcher.join().unwrap();
+        }
+    });
+    let cpus: Vec<Option<usize>> = dpcs.iter().map(|d| d.probe.log()[0].cpu).collect();
+    assert_eq!(cpus, vec![Some(0), Some(1)]);
+}
+
 /// What a routine saw of its thread: the thread, processor, IRQL, callback flag and kernel.
 type Seen = (ThreadId, Option<usize>, u8, bool, u64);
 

@@ -89,7 +89,8 @@ pub struct Config {
     /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1).
     pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
-    /// `true`: each processor runs its own queue concurrently.
+    /// `true`: each processor runs its own queue concurrently (inline: a processor may start
+    /// a DPC while another processor's runs on another dispatching thread).
     pub parallel_dpcs: bool,
     /// System time at boot (100 ns since 1601-01-01).
     pub boot_system_time: i64,
