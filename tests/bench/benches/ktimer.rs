@@ -19,6 +19,11 @@
 //!    and with threaded execution: the simulator's share of a fuzzing input.
 //! 5. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
 //!    request type, and the same IOCTL through the in-process host (`ktimer::host`).
+//! 6. Under Wine (`tests/wine/run.sh`, docs/WINE.md): the Windows build of ktimer-test
+//!    against the driver's WDM test front end loaded by Wine's `ntoskrnl.exe` — the get-info
+//!    IOCTL round trip (p50/p99, timed in the app) and the driver's periodic timer lateness
+//!    next to a user-mode high-resolution waitable timer's, in one run. Wine on Linux, not
+//!    Windows. Skipped with a note when the rig cannot run.
 //!
 //! Wall-clock figures depend on the machine and its load; instruction and allocation counts
 //! do not. Nothing here asserts a timing.
@@ -778,6 +783,121 @@ fn dispatch_cost() {
     service.unload(&passive);
 }
 
+/// The number after `"key":` in `json`, searching from the start.
+fn number_after(json: &str, key: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &json[at..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The string after `"key":"` in `json`.
+fn string_after<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let at = json.find(&format!("\"{key}\":\""))? + key.len() + 4;
+    let rest = &json[at..];
+    Some(&rest[..rest.find('"')?])
+}
+
+/// One timer line of the periodic comparison: name, p50, p99, max (µs), samples.
+fn timer_line(json: &str) -> Option<(String, f64, f64, f64, f64)> {
+    Some((
+        string_after(json, "timer")?.to_owned(),
+        number_after(json, "p50")?,
+        number_after(json, "p99")?,
+        number_after(json, "max")?,
+        number_after(json, "samples")?,
+    ))
+}
+
+/// Runs the Wine rig with the handshake (round trip) and periodic (comparison) scenarios and
+/// returns its JSON report, or why not.
+fn wine_report() -> Result<String, String> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new("bash")
+        .arg(repo.join("tests/wine/run.sh"))
+        .args([
+            "--",
+            "--scenario",
+            "handshake",
+            "--scenario",
+            "periodic",
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .map_err(|error| format!("cannot start bash: {error}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let run_dir = stdout
+        .lines()
+        .find_map(|line| {
+            line.split_once("run directory: ")
+                .map(|(_, dir)| dir.trim())
+        })
+        .ok_or_else(|| format!("the rig printed no run directory: {stdout}"))?;
+    if !output.status.success() {
+        return Err(format!("the rig failed ({}); see {run_dir}", output.status));
+    }
+    let session = std::fs::read_to_string(std::path::Path::new(run_dir).join("session.log"))
+        .map_err(|error| format!("no session log in {run_dir}: {error}"))?;
+    session
+        .lines()
+        .find(|line| line.starts_with("{\"backend\""))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no JSON report in {run_dir}/session.log"))
+}
+
+fn wine() {
+    println!(
+        "## Under Wine: IOCTL round trip and periodic lateness (Wine on Linux, not Windows)\n"
+    );
+    let report = match wine_report() {
+        Ok(report) => report,
+        Err(why) => {
+            println!("(not measured: {why})\n");
+            return;
+        }
+    };
+    let wine_version = Command::new("wine")
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    println!(
+        "{wine_version}; `tests/wine/run.sh -- --scenario handshake --scenario periodic --json`: \
+         ktimer-test.exe (x86_64-pc-windows-gnu) against ktimer.sys (the WDM test front end) \
+         in Wine's ntoskrnl.exe.\n"
+    );
+    match report.find("get-info round trip over") {
+        Some(at) => {
+            let text = &report[at..];
+            let text = &text[..text.find('"').unwrap_or(text.len())];
+            println!("- {text} (wall time in the app: DeviceIoControl to completion)");
+        }
+        None => println!("- get-info round trip: not in the report"),
+    }
+    let comparison = report.find("\"comparison\"").map(|at| &report[at..]);
+    let lines = comparison.and_then(|json| {
+        let kernel = json.find("\"kernel\"").map(|at| &json[at..])?;
+        let user = json.find("\"user\"").map(|at| &json[at..])?;
+        Some((timer_line(kernel)?, timer_line(user)?))
+    });
+    match lines {
+        Some((kernel, user)) => {
+            println!(
+                "- periodic 10 ms, lateness per expiration in one run (µs):\n\n\
+                 | timer | samples | p50 | p99 | max |\n| --- | ---: | ---: | ---: | ---: |"
+            );
+            for (name, p50, p99, max, samples) in [kernel, user] {
+                println!("| {name} | {samples:.0} | {p50:.1} | {p99:.1} | {max:.1} |");
+            }
+        }
+        None => println!("- periodic comparison: not in the report"),
+    }
+    println!();
+}
+
 fn machine() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -807,12 +927,13 @@ fn main() -> ExitCode {
         .collect();
     let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
     machine();
-    let all: [(&str, fn()); 5] = [
+    let all: [(&str, fn()); 6] = [
         ("instructions", expiry_instructions),
         ("allocations", expiry_allocations),
         ("delivery", delivery),
         ("fuzz", fuzz_harness),
         ("dispatch", dispatch_cost),
+        ("wine", wine),
     ];
     for (name, section) in all {
         if wanted(name) {
