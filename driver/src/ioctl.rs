@@ -1,8 +1,8 @@
-//! THE dispatch entry: every front end (the KMDF shell, the Wine WDM front end, the
-//! in-process [`crate::host`], the fuzzer) hands its device-control requests to [`dispatch`].
+//! THE dispatch entry: every front end (the KMDF shell, on Windows or on kernel-sim's KMDF
+//! model, and the Wine WDM front end) hands its device-control requests to [`dispatch`].
 //!
 //! A front end implements [`IoRequest`] for its request type (KMDF: a `WDFREQUEST`; WDM: an
-//! `IRP`; the host: its own). `dispatch` decodes the input, runs the operation on the
+//! `IRP`). `dispatch` decodes the input, runs the operation on the
 //! [`Service`], encodes the output and completes the request, or, for a wait that cannot be
 //! satisfied yet, parks it in the handle's wait list, from where the expiry path, the cancel
 //! path ([`Service::cancel_wait`]), handle cleanup ([`Service::cleanup`]) or unload
@@ -23,8 +23,13 @@
 //!   cancel routine owns the request: the service drops its handle to it without completing
 //!   it and without taking any record from the ring.
 //! - The cancel routine calls [`Service::cancel_wait`]. `Some(request)`: it was still parked,
-//!   complete it with `STATUS_CANCELLED`. `None`: the service removed it and lost the claim
-//!   race, so the cancel routine still owns it and completes it with `STATUS_CANCELLED`.
+//!   complete it with `STATUS_CANCELLED`. `None`: the service has already taken it out of
+//!   its list, and its claim fails (or has failed): the service will drop its `R` without
+//!   completing it, and the request must be completed with `STATUS_CANCELLED` exactly once,
+//!   after both sides have let go of it. How is the front end's business: the KMDF shell's
+//!   cancel routine cannot complete it at once, because the service's `R` may still call
+//!   `WdfRequestUnmarkCancelable` on it, so the cancel routine and the dropped `R` each
+//!   release it once and the second release completes it (`crate::kmdf::request`).
 
 use ktimer_abi::codec::{Decode, DecodeError, Encode};
 use ktimer_abi::ioctl::{

@@ -1,5 +1,10 @@
 //! ktimer: a KMDF driver that exposes one-shot and periodic kernel timers to user mode.
-#![no_std]
+// The driver links no standard library, with one exception: a Windows build with
+// panic=unwind. Only the test and bench profiles make one (Cargo ignores `panic = "abort"`
+// there), as a dependency of test targets (`cargo test` or `--all-targets` at the root on a
+// Windows host); it is never a driver, and a no_std cdylib cannot unwind. That build links
+// std and leaves out wdk-panic, wdk-alloc (kmdf/mod.rs) and the kernel-mode link (build.rs).
+#![cfg_attr(not(all(ktimer_seam = "wdk", panic = "unwind")), no_std)]
 
 extern crate alloc;
 
@@ -24,10 +29,12 @@ pub mod ioctl;
 pub mod kernel;
 pub mod service;
 
-/// The in-process I/O manager stand-in (simulator builds only).
-#[cfg(ktimer_seam = "sim")]
-pub mod host;
-
-// The KMDF shell: DriverEntry and the framework callbacks (Windows, wdk binding only).
-#[cfg(ktimer_seam = "wdk")]
+// The KMDF shell: DriverEntry and the framework callbacks. On Windows it runs on KMDF
+// (wdk-sys); on the simulator, on kernel-sim's KMDF model, through the same seam.
+#[cfg(any(ktimer_seam = "sim", ktimer_seam = "wdk"))]
 mod kmdf;
+
+/// The driver's `DriverEntry`, for the simulated I/O manager (`kernel_sim::wdf::Framework::load`):
+/// the same function the Windows image exports under that name.
+#[cfg(ktimer_seam = "sim")]
+pub use kmdf::{DRIVER_ENTRY, sim_hooks};

@@ -1,6 +1,9 @@
 //! `HighResolutionTimer<C>` on the simulator: exact (not tick-rounded) expiry, periods in
 //! 100 ns units, cancel, and teardown mid-callback and at `DISPATCH_LEVEL`.
 
+// On the kernel simulator, the driver's binding on every target but Windows.
+#![cfg(ktimer_seam = "sim")]
+
 mod common;
 
 use std::sync::Arc;

@@ -9,10 +9,10 @@
 //! - transcribed, step for step: `Service::wait` (after its argument checks),
 //!   `HandleCore::on_expiry` + `complete_ready_waits` (one record per run),
 //!   `Service::cancel_wait`, the waits part of `HandleCore::tear_down`, and the front end's
-//!   cancel routine (`HostIo::cancel`, which follows KMDF's `WdfRequestMarkCancelableEx` /
+//!   cancel routine (modelled on KMDF's `WdfRequestMarkCancelableEx` /
 //!   `WdfRequestUnmarkCancelable` contract). The handle's spin lock is a loom `Mutex`; the
 //!   request's cancel state is a loom atomic. Keep these in step with `driver/src/service`
-//!   and `driver/src/host.rs` when the protocol changes.
+//!   and `driver/src/kmdf/request.rs` when the protocol changes.
 //!
 //! Checked in every interleaving:
 //! - every wait request is completed exactly once (never twice, never left pending);
@@ -44,7 +44,8 @@ use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-/// Request states as the I/O manager sees them (as in `driver/src/host.rs`).
+/// Request states as the I/O manager sees them (the states of a request in the KMDF model:
+/// presented, cancelable, cancelled, claimed).
 const FRESH: u8 = 0;
 const CANCELABLE: u8 = 1;
 const CLAIMED: u8 = 2;
@@ -249,7 +250,7 @@ impl Handle {
         }
     }
 
-    /// `CancelIoEx` on the request: `HostIo::cancel` and its cancel routine.
+    /// `CancelIoEx` on the request and its cancel routine.
     fn cancel_io(&self, slot: &Arc<Slot>) {
         loop {
             let state = slot.state.load(Ordering::Acquire);

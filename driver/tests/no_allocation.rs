@@ -6,6 +6,9 @@
 //! counted by the simulator. In the real driver the heap *is* pool (wdk-alloc), so both must
 //! stay flat.
 
+// On the kernel simulator, the driver's binding on every target but Windows.
+#![cfg(ktimer_seam = "sim")]
+
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -1,4 +1,8 @@
-//! The kernel layer's building blocks on the simulator: `SpinLock`, `PoolBox`, the clocks.
+//! The kernel layer's building blocks on the simulator: `SpinLock`, `PoolBox`, `PoolArc`,
+//! the clocks.
+
+// On the kernel simulator, the driver's binding on every target but Windows.
+#![cfg(ktimer_seam = "sim")]
 
 mod common;
 
@@ -10,7 +14,7 @@ use common::{TAG, assert_clean_unload, kernel_with_tick_ms, ms};
 use kernel_sim::{Config, DEFAULT_BOOT_SYSTEM_TIME, DEFAULT_TIME_INCREMENT, Kernel};
 use ktimer::kernel::clock::{self, InterruptTime};
 use ktimer::kernel::irql::{DispatchLevel, current_irql};
-use ktimer::kernel::pool::{AllocationFailed, POOL_ALIGNMENT, PoolBox, PoolTag};
+use ktimer::kernel::pool::{AllocationFailed, POOL_ALIGNMENT, PoolArc, PoolBox, PoolTag};
 use ktimer::kernel::spin_lock::SpinLock;
 use ktimer::kernel::time::{DueTime, Interval};
 use ktimer::kernel::timer::{Timer, TimerCallback, TimerKind};
@@ -149,6 +153,61 @@ fn an_exhausted_pool_is_an_error_not_a_panic() {
     kernel.fail_next_pool_allocations(1);
     assert_eq!(PoolBox::new(5_u32, TAG).err(), Some(AllocationFailed));
     assert_eq!(*PoolBox::new(5_u32, TAG).unwrap(), 5);
+    assert_clean_unload(&kernel);
+}
+
+#[test]
+fn a_pool_arc_is_one_block_freed_by_its_last_owner_on_any_thread() {
+    /// Counts its drops.
+    struct Dropped(Arc<AtomicU8>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let drops = Arc::new(AtomicU8::new(0));
+    let shared = PoolArc::new(Dropped(Arc::clone(&drops)), TAG).unwrap();
+    assert_eq!(kernel.pool_stats().outstanding_allocations, 1);
+    let clones: Vec<_> = (0..4).map(|_| PoolArc::clone(&shared)).collect();
+    assert!(clones.iter().all(|clone| PoolArc::ptr_eq(clone, &shared)));
+    // Through the raw form and back, as a file-object context keeps it.
+    let raw = PoolArc::into_raw(shared);
+    thread::scope(|scope| {
+        for clone in clones {
+            let kernel = kernel.clone();
+            scope.spawn(move || {
+                let _bound = kernel.enter();
+                drop(clone);
+            });
+        }
+    });
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        0,
+        "an owner is left: the raw form"
+    );
+    assert_eq!(kernel.pool_stats().outstanding_allocations, 1);
+    // SAFETY: `raw` came from `into_raw` of a `PoolArc<Dropped>` and is taken back once.
+    let last = unsafe { PoolArc::<Dropped>::from_raw(raw) };
+    drop(last);
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "dropped once, by the last owner"
+    );
+    assert_eq!(kernel.pool_stats().outstanding_allocations, 0);
+    assert_clean_unload(&kernel);
+}
+
+#[test]
+fn a_pool_arc_allocation_failure_is_an_error_not_a_panic() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    kernel.fail_next_pool_allocations(1);
+    assert_eq!(PoolArc::new(5_u32, TAG).err(), Some(AllocationFailed));
+    assert_eq!(*PoolArc::new(5_u32, TAG).unwrap(), 5);
     assert_clean_unload(&kernel);
 }
 

@@ -5,7 +5,6 @@
 mod service_common;
 
 use kernel_sim::Config;
-use ktimer::host::HostHandle;
 use ktimer::service::ServiceConfig;
 use ktimer_abi::codec::wait_response_len;
 use ktimer_abi::ioctl::{
@@ -13,14 +12,16 @@ use ktimer_abi::ioctl::{
     IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT, ctl_code,
 };
 use ktimer_abi::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_QUOTA_EXCEEDED,
-    STATUS_REVISION_MISMATCH,
+    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INSUFFICIENT_RESOURCES,
+    STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_HANDLE, STATUS_INVALID_PARAMETER,
+    STATUS_NOT_FOUND, STATUS_QUOTA_EXCEEDED, STATUS_REVISION_MISMATCH, STATUS_SUCCESS,
 };
 use ktimer_abi::{
-    CREATE_HIGH_RESOLUTION, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS,
-    QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest, WaitRequest,
+    CREATE_HIGH_RESOLUTION, Decode, Header, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS,
+    MAX_TOLERABLE_DELAY_MS, QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest,
+    WaitRequest,
 };
+use service_common::Handle;
 use service_common::*;
 
 /// What a request must not change: the timers' query results and the records ready.
@@ -31,7 +32,7 @@ struct Snapshot {
     ready: usize,
 }
 
-fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
+fn snapshot(handle: &Handle, ids: &[u64]) -> Snapshot {
     Snapshot {
         timers: handle.timer_count(),
         queries: ids.iter().map(|&id| query(handle, id).unwrap()).collect(),
@@ -40,7 +41,7 @@ fn snapshot(handle: &HostHandle, ids: &[u64]) -> Snapshot {
 }
 
 /// A handle with one armed periodic timer and one expired one-shot with a record ready.
-fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
+fn populated(rig: &Rig) -> (Handle, Vec<u64>) {
     let handle = rig.open();
     let expired = create(&handle, schedule_once(MS));
     rig.advance_ms(20);
@@ -51,7 +52,7 @@ fn populated(rig: &Rig) -> (HostHandle, Vec<u64>) {
 /// Sends `input` under `code` and checks the status and that nothing changed.
 fn rejects(
     rig: &Rig,
-    handle: &HostHandle,
+    handle: &Handle,
     ids: &[u64],
     code: u32,
     input: &[u8],
@@ -599,13 +600,178 @@ fn limits_are_enforced_with_quota_exceeded() {
     assert!(create_with(&handle, &create_request(schedule_once(MS))).is_ok());
 
     let second_handle = rig.open();
-    assert_eq!(rig.host.open().err(), Some(STATUS_QUOTA_EXCEEDED));
+    assert_eq!(rig.driver.open().err(), Some(STATUS_QUOTA_EXCEEDED));
     drop(second_handle);
-    assert!(rig.host.open().is_ok());
+    assert!(rig.driver.open().is_ok());
     drop(handle);
     assert_eq!(
         first.result().map(|done| done.status),
         Some(ktimer_abi::status::STATUS_CANCELLED)
     );
+    rig.finish();
+}
+
+/// `PROTOCOL.md`'s order: the output size (step 6) is checked before the id (step 7), for
+/// every code that takes an id, so a short output with a bad id is `BUFFER_TOO_SMALL`.
+#[test]
+fn the_output_size_is_checked_before_the_timer_id() {
+    let rig = Rig::fine();
+    let (handle, ids) = populated(&rig);
+    for code in [IOCTL_KTIMER_SET, IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_QUERY] {
+        for bad_id in [0, u64::MAX, ids[0] ^ (1 << 40)] {
+            rejects(
+                &rig,
+                &handle,
+                &ids,
+                code,
+                &valid_input(code, bad_id),
+                0,
+                STATUS_BUFFER_TOO_SMALL,
+            );
+        }
+    }
+    drop(handle);
+    rig.finish();
+}
+
+/// `GET_INFO` on a handle whose cleanup ran: the output size (step 6) still comes first.
+#[test]
+fn get_info_checks_the_output_size_before_the_handle_state() {
+    let rig = Rig::fine();
+    let handle = rig.open();
+    handle.begin_cleanup();
+    assert_eq!(
+        raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 0).status,
+        STATUS_BUFFER_TOO_SMALL
+    );
+    assert_eq!(
+        raw(&handle, IOCTL_KTIMER_GET_INFO, &[], 72).status,
+        ktimer_abi::status::STATUS_CANCELLED
+    );
+    drop(handle);
+    rig.finish();
+}
+
+/// A handle whose ids are used up (its one slot closed at the id format's last generation,
+/// 2^20 - 1, so retired) cannot create again: that is an exhausted resource, not a quota the
+/// caller could free by closing timers, so it is `STATUS_INSUFFICIENT_RESOURCES` as
+/// PROTOCOL.md says; a full table of live timers stays `STATUS_QUOTA_EXCEEDED`. The slot is
+/// moved to three generations before the last by a test hook (the same state a million
+/// create/close pairs leave; each release's step is `ids.rs`'s unit tests'), then cycled
+/// through the IOCTLs across the boundary.
+#[test]
+fn exhausted_timer_ids_are_insufficient_resources() {
+    const LAST_GENERATION: u32 = ktimer::service::ids::LAST_GENERATION;
+    let generation_of = |id: u64| ktimer::service::ids::TimerId::from_raw(id).generation;
+    let rig = Rig::with(
+        Config {
+            time_increment: 10_000,
+            processors: 1,
+            ..Config::default()
+        },
+        ServiceConfig {
+            max_timers_per_handle: 1,
+            ..ServiceConfig::default()
+        },
+    );
+    assert_eq!(
+        LAST_GENERATION,
+        (1 << 20) - 1,
+        "the id format's 20-bit generation"
+    );
+    let handle = rig.open();
+    let request = encode(&create_request(schedule_once(1000 * MS)));
+    let first = create_with(&handle, &create_request(schedule_once(1000 * MS))).unwrap();
+    assert_eq!(generation_of(first), 0);
+    // One live timer fills the table: a quota, freed by closing it.
+    rejects(
+        &rig,
+        &handle,
+        &[first],
+        IOCTL_KTIMER_CREATE,
+        &request,
+        16,
+        STATUS_QUOTA_EXCEEDED,
+    );
+    assert_eq!(close_timer(&handle, first), Ok(()));
+    handle.skip_timer_id_generations(LAST_GENERATION - 2);
+    let mut last = 0;
+    for (cycle, generation) in (LAST_GENERATION - 2..=LAST_GENERATION).enumerate() {
+        let done = raw(&handle, IOCTL_KTIMER_CREATE, &request, 16);
+        assert_eq!(done.status, STATUS_SUCCESS, "create #{cycle}");
+        last = ktimer_abi::CreateResponse::decode(&done.output)
+            .unwrap()
+            .timer_id;
+        assert_eq!(generation_of(last), generation);
+        assert_eq!(query(&handle, last).map(|q| q.timer_id), Ok(last));
+        let closed = raw(
+            &handle,
+            IOCTL_KTIMER_CLOSE,
+            &encode(&timer_request(last)),
+            0,
+        );
+        assert_eq!(closed.status, STATUS_SUCCESS, "close #{cycle}");
+    }
+    rejects(
+        &rig,
+        &handle,
+        &[],
+        IOCTL_KTIMER_CREATE,
+        &request,
+        16,
+        STATUS_INSUFFICIENT_RESOURCES,
+    );
+    // No id was wrapped or reissued: the last and the first are both closed timers'.
+    assert_eq!(close_timer(&handle, last), Err(STATUS_NOT_FOUND));
+    assert_eq!(close_timer(&handle, first), Err(STATUS_NOT_FOUND));
+    drop(handle);
+    rig.finish();
+}
+
+/// An absolute due time more than a day after the driver's system time is a field value out
+/// of range (step 5), checked before the output size (step 6) and before any id or limit
+/// (step 7), exactly as a relative due time above one day is.
+#[test]
+fn an_absolute_due_time_beyond_a_day_is_a_step_5_invalid_parameter() {
+    let rig = Rig::fine();
+    let (handle, ids) = populated(&rig);
+    let now = info(&handle).system_time;
+    let too_far = Schedule {
+        flags: SCHEDULE_ABSOLUTE,
+        ..schedule_once(now + MAX_RELATIVE_DUE_100NS + MS)
+    };
+    for output_len in [0, 16] {
+        rejects(
+            &rig,
+            &handle,
+            &ids,
+            IOCTL_KTIMER_CREATE,
+            &encode(&create_request(too_far)),
+            output_len,
+            STATUS_INVALID_PARAMETER,
+        );
+        // On SET, with an id that names no timer: still step 5 first.
+        let set = SetRequest {
+            header: Header::of::<SetRequest>(),
+            timer_id: 0,
+            schedule: too_far,
+        };
+        rejects(
+            &rig,
+            &handle,
+            &ids,
+            IOCTL_KTIMER_SET,
+            &encode(&set),
+            output_len,
+            STATUS_INVALID_PARAMETER,
+        );
+    }
+    // Exactly one day ahead is in range.
+    let at_limit = Schedule {
+        flags: SCHEDULE_ABSOLUTE,
+        ..schedule_once(info(&handle).system_time + MAX_RELATIVE_DUE_100NS)
+    };
+    assert!(create_with(&handle, &create_request(at_limit)).is_ok());
+    drop(handle);
     rig.finish();
 }

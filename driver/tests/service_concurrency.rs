@@ -70,7 +70,7 @@ fn handles_on_parallel_threads_with_parallel_dpcs_stay_consistent() {
         );
     }
     let rig = Arc::into_inner(rig).expect("workers are done");
-    assert_eq!(rig.host.open_handle_count(), 0);
+    assert_eq!(rig.driver.open_handle_count(), 0);
     let status = raw(
         &rig.open(),
         ktimer_abi::ioctl::IOCTL_KTIMER_GET_INFO,

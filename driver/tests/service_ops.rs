@@ -455,3 +455,73 @@ fn coalesced_periodic_expirations_of_a_late_dpc_are_all_counted() {
     drop(handle);
     rig.finish();
 }
+
+/// Opening a handle allocates its shared core from pool; when that fails the open fails
+/// with `STATUS_INSUFFICIENT_RESOURCES` (no allocation-error handler, no bug check), nothing
+/// is registered, and the next open succeeds.
+#[test]
+fn a_failed_pool_allocation_at_open_is_insufficient_resources() {
+    let rig = Rig::fine();
+    let before = rig.kernel.pool_stats().outstanding_allocations;
+    rig.kernel.fail_next_pool_allocations(1);
+    assert_eq!(
+        rig.driver.open().err(),
+        Some(ktimer_abi::status::STATUS_INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(rig.driver.open_handle_count(), 0);
+    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, before);
+    let handle = rig.open();
+    assert_eq!(
+        rig.kernel.pool_stats().outstanding_allocations,
+        before + 1,
+        "the handle's core is one pool block"
+    );
+    let id = create(&handle, schedule_once(MS));
+    rig.advance_ms(2);
+    assert_eq!(query(&handle, id).unwrap().expirations, 1);
+    drop(handle);
+    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, before);
+    rig.finish();
+}
+
+/// A completed request keeps nothing of the driver (like an `OVERLAPPED`, its `Io` outlives
+/// the completion): with completed requests of every kind still held — at once, a wait
+/// satisfied by an expiry, a wait cancelled by `CancelIoEx`, a wait cancelled by the close —
+/// closing the handle frees its pool core, and the driver unloads with no pool left.
+#[test]
+fn a_completed_request_does_not_keep_the_handle_core_alive() {
+    let rig = Rig::fine();
+    let before = rig.kernel.pool_stats().outstanding_allocations;
+    let handle = rig.open();
+    let at_once = handle.submit(ktimer_abi::ioctl::IOCTL_KTIMER_GET_INFO, &[], 72);
+    create(&handle, schedule_once(MS));
+    let satisfied = submit_wait(&handle, 1, 8);
+    let cancelled = submit_wait(&handle, 5, 8);
+    cancelled.cancel();
+    rig.advance_ms(2);
+    let pending_at_close = submit_wait(&handle, 5, 8);
+    assert_eq!(
+        at_once.result().map(|done| done.status),
+        Some(STATUS_SUCCESS)
+    );
+    assert_eq!(records_of(&satisfied.result().unwrap()).1.len(), 1);
+    assert_eq!(
+        cancelled.result().map(|done| done.status),
+        Some(ktimer_abi::status::STATUS_CANCELLED)
+    );
+    assert!(pending_at_close.result().is_none());
+    assert!(rig.kernel.pool_stats().outstanding_allocations > before);
+    handle.close();
+    assert_eq!(
+        pending_at_close.result().map(|done| done.status),
+        Some(ktimer_abi::status::STATUS_CANCELLED)
+    );
+    assert_eq!(rig.driver.open_handle_count(), 0);
+    assert_eq!(
+        rig.kernel.pool_stats().outstanding_allocations,
+        before,
+        "the closed handle's core and timers are freed while its completed requests are held"
+    );
+    rig.finish();
+    drop((at_once, satisfied, cancelled, pending_at_close));
+}

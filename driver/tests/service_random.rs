@@ -5,7 +5,7 @@
 
 mod service_common;
 
-use ktimer::host::HostIo;
+use kernel_sim::wdf::Io;
 use ktimer_abi::ioctl::{
     ALL_CODES, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
 };
@@ -33,7 +33,7 @@ fn arbitrary_requests_on_two_handles_complete_with_documented_statuses() {
     let handles = [rig.open(), rig.open()];
     let mut rng = XorShift(0x0DDB_1A5E_5BAD_5EED);
     let mut ids: Vec<u64> = Vec::new();
-    let mut pending: Vec<HostIo> = Vec::new();
+    let mut pending: Vec<Io> = Vec::new();
     let (mut pended, mut succeeded) = (0, 0);
     for step in 0..4000 {
         let handle = &handles[usize::try_from(rng.below(2)).unwrap()];
@@ -116,7 +116,7 @@ fn arbitrary_requests_on_two_handles_complete_with_documented_statuses() {
         "{} {pended} {succeeded}",
         ids.len()
     );
-    rig.host.unload();
+    rig.driver.unload().expect("a clean unload");
     for io in &pending {
         let done = io.result().expect("unload completes every pending wait");
         assert!(ALL_STATUSES.contains(&done.status));

@@ -178,7 +178,7 @@ fn closing_a_handle_cancels_its_waits_and_destroys_its_timers() {
         pool_one,
         "the closed handle's timers are freed"
     );
-    assert_eq!(rig.host.open_handle_count(), 1);
+    assert_eq!(rig.driver.open_handle_count(), 1);
     // The other handle is untouched.
     rig.advance_ms(2);
     assert_eq!(query(&keep, kept).unwrap().expirations, 5);
@@ -187,7 +187,7 @@ fn closing_a_handle_cancels_its_waits_and_destroys_its_timers() {
 }
 
 #[test]
-fn unload_with_live_timers_and_pending_waits_cancels_and_frees_everything() {
+fn removal_with_open_handles_cancels_the_waits_and_the_last_close_frees_everything() {
     let rig = Rig::fine();
     let handles: Vec<_> = (0..3).map(|_| rig.open()).collect();
     let mut waits = Vec::new();
@@ -198,15 +198,13 @@ fn unload_with_live_timers_and_pending_waits_cancels_and_frees_everything() {
         waits.push(submit_wait(handle, 1000, 1000));
     }
     rig.advance_ms(7);
-    rig.host.unload();
+    // A surprise removal: the queue's cancelable requests get EvtRequestCancel and the
+    // removal waits for them; the device itself goes once its handles are closed.
+    rig.driver.framework.remove_device(rig.driver.device);
     for wait in &waits {
         assert_eq!(wait.result().map(|d| d.status), Some(STATUS_CANCELLED));
     }
-    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, 0);
-    let dpc_runs = rig.kernel.stats().dpc_runs;
-    rig.advance_ms(20);
-    assert_eq!(rig.kernel.stats().dpc_runs, dpc_runs, "no DPC after unload");
-    // Handles still held refuse every request.
+    // Handles still held: the queue accepts nothing more; no new handle opens.
     for handle in &handles {
         assert_eq!(
             raw(
@@ -216,15 +214,23 @@ fn unload_with_live_timers_and_pending_waits_cancels_and_frees_everything() {
                 16
             )
             .status,
-            STATUS_CANCELLED
-        );
-        assert_eq!(
-            submit_wait(handle, 1, 4).result().map(|d| d.status),
-            Some(STATUS_CANCELLED)
+            kernel_sim::STATUS_INVALID_DEVICE_STATE
         );
     }
-    assert_eq!(rig.host.open().err(), Some(STATUS_CANCELLED));
+    assert_eq!(
+        rig.driver.open().err(),
+        Some(kernel_sim::STATUS_DELETE_PENDING)
+    );
+    // The last close deletes the device: its cleanup unloads the service.
     drop(handles);
+    assert_eq!(rig.kernel.pool_stats().outstanding_allocations, 0);
+    let dpc_runs = rig.kernel.stats().dpc_runs;
+    rig.advance_ms(20);
+    assert_eq!(
+        rig.kernel.stats().dpc_runs,
+        dpc_runs,
+        "no DPC after the device is gone"
+    );
     rig.finish();
 }
 
@@ -239,7 +245,7 @@ fn on_the_real_time_clock_a_blocking_wait_is_woken_by_the_dpc() {
     let wait = submit_wait(&handle, 1, 8);
     // Generous: this checks that the DPC thread completes the wait, not how fast.
     let done = wait
-        .wait(Some(Duration::from_secs(30)))
+        .wait(Some(kernel_sim::wall_time_budget(Duration::from_secs(30))))
         .expect("the expiry completes the wait");
     let (_, records) = records_of(&done);
     assert_eq!(

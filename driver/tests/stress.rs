@@ -16,8 +16,8 @@ mod service_common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use kernel_sim::wdf::Io;
 use kernel_sim::{Config, Kernel};
-use ktimer::host::{Host, HostHandle, HostIo};
 use ktimer::service::ServiceConfig;
 use ktimer_abi::status::{STATUS_CANCELLED, STATUS_SUCCESS};
 use service_common::*;
@@ -29,14 +29,14 @@ const WAITS_PER_HANDLE: usize = 16;
 const ROUNDS: usize = 3;
 
 struct Client {
-    handle: Option<HostHandle>,
+    handle: Option<Handle>,
     ids: HashSet<u64>,
     /// Oldest first.
-    waits: Vec<HostIo>,
+    waits: Vec<Io>,
 }
 
-fn load(kernel: &Kernel) -> (Host, Vec<Client>) {
-    let host = Host::load(kernel, ServiceConfig::default()).unwrap();
+fn load(kernel: &Kernel) -> (Driver, Vec<Client>) {
+    let host = Driver::load(kernel, ServiceConfig::default());
     let clients = (0..HANDLES)
         .map(|_| {
             let handle = host.open().unwrap();
@@ -158,11 +158,12 @@ fn round(kernel: &Kernel) {
     }
     assert_eq!(kernel.stats().dpc_runs - runs_at_start, 5 * 1000 + 3 * 500);
 
-    // Unload with one tick's 500 DPCs queued and not yet run: unload flushes them; a handle
-    // not yet torn down when they run gets that tick (see `Rest`), none gets a partial one.
+    // Unload (the remaining handles closed, the device removed, the driver unloaded) with
+    // one tick's 500 DPCs queued and not yet run: the teardown flushes them; a handle not yet
+    // torn down when they run gets that tick (see `Rest`), none gets a partial one.
     kernel.advance_without_running_dpcs(Duration::from_millis(1));
     assert_eq!(kernel.queued_dpcs(), 500);
-    host.unload();
+    host.unload().expect("a clean unload");
     assert_eq!(kernel.queued_dpcs(), 0);
     assert_eq!(kernel.running_dpcs(), 0);
     let late: usize = clients[2..]
@@ -180,7 +181,7 @@ fn round(kernel: &Kernel) {
         kernel.stats().dpc_runs - runs_at_start,
         u64::try_from(5 * 1000 + 3 * 500 + late * TIMERS_PER_HANDLE).unwrap(),
     );
-    assert_eq!(host.open_handle_count(), 0);
+    assert_eq!(host.framework.live_objects(), 0);
 
     // Nothing runs after unload: time moves, no DPC runs, no timer is set.
     let runs_after_unload = kernel.stats().dpc_runs;
@@ -223,7 +224,7 @@ fn real_time_variant() {
             client.handle.take().unwrap().close();
         }
         std::thread::sleep(Duration::from_millis(20));
-        host.unload();
+        host.unload().expect("a clean unload");
         let (succeeded, cancelled) = status_counts(&clients);
         assert_eq!(succeeded + cancelled, HANDLES * WAITS_PER_HANDLE);
         assert!(succeeded > 0, "some waits were satisfied in 50 ms");

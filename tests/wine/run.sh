@@ -77,16 +77,19 @@ for target in "$KERNEL_TARGET" "$USER_TARGET"; do
 done
 
 # --- 2. build ------------------------------------------------------------------------------
-# One package per cargo invocation: the driver's seam features (wdm-windows-sys for the
-# front end, sim for the app's in-process backend) must not be unified.
+# Two workspaces: the front end is its own (tests/wine/Cargo.toml: it binds the driver's seam
+# to windows-sys, which the root workspace never does) and the app is a member of the root
+# one. They share the target dir; each has its own Cargo.lock.
 cargo_build() {
+    local manifest=$1
+    shift
     CARGO_TARGET_DIR=$CARGO_TARGET cargo --config "$RIG/kernel-build.toml" build \
-        --locked --release --manifest-path "$REPO/Cargo.toml" "$@"
+        --locked --release --manifest-path "$manifest" "$@"
 }
 say "building the driver (ktimer-wdm, $KERNEL_TARGET) and ktimer-test ($USER_TARGET)"
-cargo_build -p ktimer-wdm --target "$KERNEL_TARGET" >"$RUN_DIR/build.log" 2>&1 \
+cargo_build "$RIG/Cargo.toml" -p ktimer-wdm --target "$KERNEL_TARGET" >"$RUN_DIR/build.log" 2>&1 \
     || { tail -n 40 "$RUN_DIR/build.log"; fail "driver build failed"; }
-cargo_build -p ktimer-test --target "$USER_TARGET" >>"$RUN_DIR/build.log" 2>&1 \
+cargo_build "$REPO/Cargo.toml" -p ktimer-test --target "$USER_TARGET" >>"$RUN_DIR/build.log" 2>&1 \
     || { tail -n 40 "$RUN_DIR/build.log"; fail "ktimer-test build failed"; }
 driver_image=$CARGO_TARGET/$KERNEL_TARGET/release/ktimer_wdm.dll
 app_image=$CARGO_TARGET/$USER_TARGET/release/ktimer-test.exe

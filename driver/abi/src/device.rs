@@ -92,47 +92,62 @@ pub const fn ascii_to_utf16<const N: usize>(text: &str) -> [u16; N] {
 
 #[cfg(test)]
 mod tests {
+    //! Checked against the text forms rather than spelled out, so that a driver derived from
+    //! this template (`cargo xtask derive`: new GUID, new names) keeps passing them.
+
+    extern crate std;
+
     use super::*;
+    use std::format;
+    use std::vec::Vec;
+
+    fn hex_field(text: &str) -> u64 {
+        u64::from_str_radix(text, 16).expect("hex digits")
+    }
 
     #[test]
     fn guid_fields_match_the_text_form() {
-        assert_eq!(DEVICE_INTERFACE_GUID.data1, 0xE7A5_882E);
-        assert_eq!(DEVICE_INTERFACE_GUID.data2, 0xBD5A);
-        assert_eq!(DEVICE_INTERFACE_GUID.data3, 0x4A1F);
+        let text = DEVICE_INTERFACE_GUID_STR;
+        assert_eq!(text.len(), 38);
+        assert!(text.starts_with('{') && text.ends_with('}'), "{text}");
+        let groups: Vec<&str> = text[1..37].split('-').collect();
         assert_eq!(
-            DEVICE_INTERFACE_GUID.data4,
-            [0x8C, 0x79, 0xBB, 0xD9, 0x12, 0x89, 0x29, 0x23]
+            groups.iter().map(|group| group.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
         );
+        assert_eq!(u64::from(DEVICE_INTERFACE_GUID.data1), hex_field(groups[0]));
+        assert_eq!(u64::from(DEVICE_INTERFACE_GUID.data2), hex_field(groups[1]));
+        assert_eq!(u64::from(DEVICE_INTERFACE_GUID.data3), hex_field(groups[2]));
+        let data4 = (hex_field(groups[3]) << 48) | hex_field(groups[4]);
+        assert_eq!(u64::from_be_bytes(DEVICE_INTERFACE_GUID.data4), data4);
         assert_eq!(DEVICE_INTERFACE_GUID.to_u128(), DEVICE_INTERFACE_GUID_U128);
-        assert_eq!(DEVICE_INTERFACE_GUID_STR.len(), 38);
     }
 
     #[test]
     fn names_widen_to_utf16() {
-        let user: [u16; 11] = DEVICE_PATH_USER_UTF16Z;
-        let expected: [u16; 11] = [
-            u16::from(b'\\'),
-            u16::from(b'\\'),
-            u16::from(b'.'),
-            u16::from(b'\\'),
-            u16::from(b'K'),
-            u16::from(b'T'),
-            u16::from(b'i'),
-            u16::from(b'm'),
-            u16::from(b'e'),
-            u16::from(b'r'),
-            0,
-        ];
-        assert_eq!(user, expected);
+        let widened = |text: &str, terminator: bool| -> Vec<u16> {
+            text.encode_utf16().chain(terminator.then_some(0)).collect()
+        };
         assert_eq!(
-            SYMBOLIC_LINK_KERNEL_UTF16.len(),
-            "\\DosDevices\\KTimer".len()
+            DEVICE_PATH_USER_UTF16Z.to_vec(),
+            widened(DEVICE_PATH_USER, true)
         );
-        assert_eq!(SYMBOLIC_LINK_KERNEL_UTF16[0], u16::from(b'\\'));
         assert_eq!(
-            *SYMBOLIC_LINK_KERNEL_UTF16.last().unwrap_or(&0),
-            u16::from(b'r')
+            SYMBOLIC_LINK_KERNEL_UTF16.to_vec(),
+            widened(SYMBOLIC_LINK_KERNEL, false)
         );
-        assert_eq!(DEVICE_NAME_KERNEL_UTF16[1], u16::from(b'D'));
+        assert_eq!(
+            DEVICE_NAME_KERNEL_UTF16.to_vec(),
+            widened(DEVICE_NAME_KERNEL, false)
+        );
+        // The three names are the one device's: kernel name, its link, the user path.
+        let device = DEVICE_NAME_KERNEL.trim_start_matches("\\Device\\");
+        assert!(!device.is_empty() && !device.contains('\\'), "{device}");
+        assert_eq!(SYMBOLIC_LINK_KERNEL, format!("\\DosDevices\\{device}"));
+        assert_eq!(DEVICE_PATH_USER, format!("\\\\.\\{device}"));
+        assert_eq!(
+            ascii_to_utf16::<3>("ab"),
+            [u16::from(b'a'), u16::from(b'b'), 0]
+        );
     }
 }

@@ -274,6 +274,19 @@ pub fn reclaim_deferred(passive: &PassiveLevel) -> usize {
     reclaimed
 }
 
+/// Waits until every DPC queued or running when it is called has run
+/// (`KeFlushQueuedDpcs`). `PASSIVE_LEVEL`; if the thread raised its IRQL since `passive` was
+/// made, nothing is done and `false` is returned.
+#[must_use = "whether the DPCs were flushed"]
+pub fn flush_queued_dpcs(passive: &PassiveLevel) -> bool {
+    if !passive.still_passive() {
+        return false;
+    }
+    // SAFETY: at PASSIVE_LEVEL (re-checked above).
+    unsafe { sys::KeFlushQueuedDpcs() };
+    true
+}
+
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;

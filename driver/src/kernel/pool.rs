@@ -4,13 +4,17 @@
 //! Non-paged memory may be touched at any IRQL, which is what a `KTIMER`, a `KDPC` and
 //! everything a DPC reads need. A pool box never moves its value, so `Pin<PoolBox<T>>`
 //! (see [`PoolBox::pin`]) is the home of storage the kernel links into its own lists.
+//! [`PoolArc`] is the shared, reference-counted form (an `Arc` whose allocation can fail).
 //! Allocation is fallible ([`AllocationFailed`]) and never panics.
 
+use core::ffi::c_void;
 use core::fmt;
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
 use core::pin::Pin;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering, fence};
 
 use super::sys;
 
@@ -202,6 +206,150 @@ impl<T: fmt::Debug> fmt::Debug for PoolBox<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolBox")
             .field("tag", &self.tag)
+            .field("value", &**self)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The block behind a [`PoolArc`]: the count of owners, the block's tag, and the value.
+struct Shared<T> {
+    owners: AtomicUsize,
+    tag: PoolTag,
+    value: T,
+}
+
+/// Past this many owners a [`PoolArc`] is never freed (it leaks instead of overflowing the
+/// count, which would free it while owners remain). Unreachable without `mem::forget`ting
+/// clones in a loop.
+const MAX_OWNERS: usize = usize::MAX / 2;
+
+/// A shared `T` in tagged non-paged pool, freed when its last owner is dropped: `Arc`, but
+/// made with a fallible allocation (stable Rust has no fallible `Arc::new`, and an
+/// infallible one ends in the allocation-error handler, a bug check in a driver).
+///
+/// # Invariants
+///
+/// `shared` is the raw pointer of a pinned [`PoolBox`] of a [`Shared<T>`] tagged with its
+/// `tag` field, whose `owners` counts the `PoolArc`s (and raw forms from [`PoolArc::into_raw`]) that refer to
+/// it; the block is freed by the owner that takes the count from 1 to 0, and only then.
+pub struct PoolArc<T> {
+    shared: NonNull<Shared<T>>,
+    owns: PhantomData<Shared<T>>,
+}
+
+// SAFETY: as `Arc<T>`: owners on several threads share `&T` (hence `T: Sync`), and the last
+// one, on whichever thread, drops the `T` (hence `T: Send`).
+unsafe impl<T: Send + Sync> Send for PoolArc<T> {}
+// SAFETY: as `Arc<T>`: `&PoolArc<T>` gives `&T` and clones.
+unsafe impl<T: Send + Sync> Sync for PoolArc<T> {}
+
+impl<T> PoolArc<T> {
+    /// Moves `value` into a new tagged non-paged allocation with one owner. IRQL <=
+    /// `DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocationFailed`] if the pool is exhausted (`value` is dropped).
+    pub fn new(value: T, tag: PoolTag) -> Result<Self, AllocationFailed> {
+        let block = PoolBox::pin(
+            Shared {
+                owners: AtomicUsize::new(1),
+                tag,
+                value,
+            },
+            tag,
+        )?;
+        let (shared, _tag) = PoolBox::into_raw(block);
+        // INVARIANT: a fresh block tagged `tag`, whose one owner is this value.
+        Ok(Self {
+            shared,
+            owns: PhantomData,
+        })
+    }
+
+    /// Any IRQL.
+    fn shared(&self) -> &Shared<T> {
+        // SAFETY: the invariant: the block lives while this owner does.
+        unsafe { self.shared.as_ref() }
+    }
+
+    /// Whether both name the same allocation. Any IRQL.
+    #[must_use]
+    pub fn ptr_eq(this: &Self, other: &Self) -> bool {
+        this.shared == other.shared
+    }
+
+    /// This owner as one pointer-sized value (for a context slot the kernel or the framework
+    /// keeps): it stays an owner until [`PoolArc::from_raw`] takes it back. Any IRQL.
+    #[must_use]
+    pub fn into_raw(this: Self) -> *mut c_void {
+        let this = ManuallyDrop::new(this);
+        this.shared.as_ptr().cast()
+    }
+
+    /// Takes back an owner given up by [`PoolArc::into_raw`]. Any IRQL.
+    ///
+    /// # Safety
+    ///
+    /// `raw` came from [`PoolArc::into_raw`] of a `PoolArc<T>` (same `T`), and is taken
+    /// back at most once.
+    #[must_use]
+    pub unsafe fn from_raw(raw: *mut c_void) -> Self {
+        // SAFETY: per the contract, `raw` is the non-null block pointer `into_raw` gave.
+        let shared = unsafe { NonNull::new_unchecked(raw.cast::<Shared<T>>()) };
+        // INVARIANT: the owner `into_raw` kept is this value again.
+        Self {
+            shared,
+            owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for PoolArc<T> {
+    /// A new owner. Any IRQL; no allocation.
+    fn clone(&self) -> Self {
+        // Relaxed, as `Arc`: a new owner is made from an existing one, which keeps the block.
+        let before = self.shared().owners.fetch_add(1, Ordering::Relaxed);
+        if before >= MAX_OWNERS {
+            // Pinned far above any reachable count: never freed (see MAX_OWNERS).
+            self.shared().owners.store(MAX_OWNERS, Ordering::Relaxed);
+        }
+        // INVARIANT: counted above.
+        Self {
+            shared: self.shared,
+            owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Deref for PoolArc<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.shared().value
+    }
+}
+
+impl<T> Drop for PoolArc<T> {
+    /// The last owner drops the value and frees the block. IRQL <= `DISPATCH_LEVEL`.
+    fn drop(&mut self) {
+        if self.shared().owners.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Every other owner's last use happened before its decrement (Release); this makes
+        // them visible before the value is dropped, as `Arc` does.
+        fence(Ordering::Acquire);
+        let tag = self.shared().tag;
+        // SAFETY: the invariant: the pointer and tag of the pinned box, which this, the last
+        // owner, takes back exactly once.
+        drop(unsafe { PoolBox::from_raw(self.shared, tag) });
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for PoolArc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolArc")
+            .field("tag", &self.shared().tag)
             .field("value", &**self)
             .finish_non_exhaustive()
     }

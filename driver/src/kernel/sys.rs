@@ -65,6 +65,33 @@ pub use wdk_sys::ntddk::{
     KeWaitForSingleObject,
 };
 
+// The KMDF section: the framework names the KMDF shell (`crate::kmdf`) uses. wdk-sys on
+// Windows; on the simulator, kernel-sim's KMDF model, whose DDIs are reached through a
+// `call_unsafe_wdf_function_binding!` with the same call-site form as wdk-sys'.
+#[cfg(ktimer_seam = "sim")]
+pub use kernel_sim::{
+    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PCUNICODE_STRING,
+    PCWDF_OBJECT_CONTEXT_TYPE_INFO, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_CANCELLED,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE, STATUS_OBJECT_NAME_NOT_FOUND, ULONG,
+    ULONG_PTR, UNICODE_STRING, USHORT, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG,
+    WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
+    WDFREQUEST, call_unsafe_wdf_function_binding,
+};
+
+#[cfg(ktimer_seam = "wdk")]
+pub use wdk_sys::{
+    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PCUNICODE_STRING,
+    PCWDF_OBJECT_CONTEXT_TYPE_INFO, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_CANCELLED,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE, STATUS_OBJECT_NAME_NOT_FOUND, ULONG,
+    ULONG_PTR, UNICODE_STRING, USHORT, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG,
+    WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
+    WDFREQUEST, call_unsafe_wdf_function_binding,
+};
+
 #[cfg(ktimer_seam = "windows_sys")]
 pub mod windows_sys;
 
@@ -85,7 +112,7 @@ pub use windows_sys::{
 /// `KeQueryInterruptTime` for x64: wdm.h defines it as an inline read of
 /// `SharedUserData->InterruptTime`, so ntoskrnl has no export for it.
 ///
-/// `KUSER_SHARED_DATA` is mapped read-only at `KI_USER_SHARED_DATA` (0xFFFFF780_00000000
+/// `KUSER_SHARED_DATA` is mapped read-only at `KI_USER_SHARED_DATA` (`0xFFFFF780_00000000`
 /// on x64; bindgen cannot translate the header's `UI64`-suffixed macro) and ntddk.h
 /// asserts `FIELD_OFFSET(KUSER_SHARED_DATA, InterruptTime) == 0x8`. A 64-bit aligned
 /// load of that `KSYSTEM_TIME` is atomic on x64, which is exactly what the header does.
@@ -171,6 +198,13 @@ pub fn parked_list() -> &'static ParkedList {
     lists
         .entry(kernel)
         .or_insert_with(|| std::boxed::Box::leak(std::boxed::Box::new(ParkedList::new())))
+}
+
+/// The identity of the simulated kernel the calling thread is bound to (the test hooks of
+/// the KMDF shell keep per-kernel settings). Any IRQL.
+#[cfg(ktimer_seam = "sim")]
+pub(crate) fn kernel_instance() -> u64 {
+    kernel_sim::current_kernel_id()
 }
 
 /// Writes one line of driver trace output.

@@ -1,19 +1,24 @@
 //! The device object: `EvtDriverDeviceAdd` creates it with its file-object callbacks, name,
 //! security descriptor, device interface, symbolic link and default queue. Its context owns
 //! the timer service; the device's cleanup callback unloads the service and drops it.
+//!
+//! One instance: the device's NT name and symbolic link are fixed (`\Device\KTimer`,
+//! `\DosDevices\KTimer`), so the framework refuses a second device
+//! (`WdfDeviceCreate`: `STATUS_OBJECT_NAME_COLLISION`), its `EvtDriverDeviceAdd` fails with
+//! that status and the node does not start, while the first device keeps serving.
 
 use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use ktimer_abi::device::{
-    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
-};
-use wdk::println;
-use wdk_sys::{
+use crate::kernel::sys::{
     _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
     _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PWDFDEVICE_INIT,
     STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, ULONG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG,
     WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE,
-    call_unsafe_wdf_function_binding,
+    call_unsafe_wdf_function_binding, trace,
+};
+use ktimer_abi::device::{
+    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
 };
 
 use super::file::{self, FILE_CONTEXT};
@@ -23,7 +28,7 @@ use crate::kernel::irql::PassiveLevel;
 use crate::service::{Service, ServiceConfig};
 
 /// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
-/// same descriptor as the INF's hardware section (`inf/ktimer.inx`), applied here to the
+/// same descriptor as the INF's hardware section (`driver/ktimer.inx`), applied here to the
 /// named device object as well, so the name is never less protected than the interface.
 const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
@@ -46,9 +51,10 @@ const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
 ///
 /// The framework zero-fills context memory, so `ready` reads `false` until
 /// [`create_device`] has stored the service, including on a device whose creation failed
-/// before that (the cleanup callback then has nothing to do).
+/// before that (the cleanup callback then has nothing to do). Atomic because a cancel
+/// routine may read it while the device's cleanup runs (see [`evt_device_cleanup`]).
 pub(super) struct DeviceContext {
-    ready: bool,
+    ready: AtomicBool,
     service: MaybeUninit<Service<Request>>,
 }
 
@@ -71,7 +77,7 @@ pub(super) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Service<Reques
     // DeviceContext, zero-filled or initialised, alive as long as the device; nothing
     // writes it while the caller's callback runs (the caller's contract).
     let context = unsafe { context.as_ref() }?;
-    if !context.ready {
+    if !context.ready.load(Ordering::Acquire) {
         return None;
     }
     // SAFETY: `ready` is set only after `service` was written, and cleared before it is
@@ -91,13 +97,13 @@ pub(super) unsafe extern "C" fn evt_driver_device_add(
     device_init: PWDFDEVICE_INIT,
 ) -> NTSTATUS {
     let Some(passive) = PassiveLevel::current() else {
-        println!("ktimer: EvtDriverDeviceAdd above PASSIVE_LEVEL");
+        trace!("ktimer: EvtDriverDeviceAdd above PASSIVE_LEVEL");
         return STATUS_INVALID_DEVICE_STATE;
     };
     // SAFETY: `device_init` is the framework's, valid for this callback (our contract).
     match unsafe { create_device(device_init, &passive) } {
         Ok(()) => {
-            println!("ktimer: device created");
+            trace!("ktimer: device created");
             STATUS_SUCCESS
         }
         Err(status) => status,
@@ -109,7 +115,7 @@ fn check(status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
     if NT_SUCCESS(status) {
         Ok(())
     } else {
-        println!("ktimer: {call} failed: {status:#010x}");
+        trace!("ktimer: {call} failed: {status:#010x}");
         Err(status)
     }
 }
@@ -191,10 +197,10 @@ unsafe fn create_device(
     device_attributes.ContextTypeInfo = DEVICE_CONTEXT.type_info();
 
     // Created before the device so that a failure needs no cleanup beyond dropping it here.
-    let service = match Service::new(ServiceConfig::default(), passive) {
+    let service = match Service::new(service_config(), passive) {
         Ok(service) => service,
         Err(status) => {
-            println!("ktimer: timer service creation failed: {status:#010x}");
+            trace!("ktimer: timer service creation failed: {status:#010x}");
             return Err(status);
         }
     };
@@ -217,11 +223,11 @@ unsafe fn create_device(
     // SAFETY: a non-null context pointer points to this device's zero-filled
     // DeviceContext; no other callback of the device can run before this function returns.
     let Some(context) = (unsafe { context.as_mut() }) else {
-        println!("ktimer: the device has no context");
+        trace!("ktimer: the device has no context");
         return Err(STATUS_INVALID_DEVICE_STATE);
     };
     context.service.write(service);
-    context.ready = true;
+    context.ready.store(true, Ordering::Release);
 
     // SAFETY: `device` is valid; the GUID is a 'static; no reference string (null).
     let status = unsafe {
@@ -282,10 +288,27 @@ fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
     check(status, "WdfIoQueueCreate")
 }
 
+/// The timer service's limits: the defaults; on the simulator, those a test set for this
+/// kernel through [`super::sim_hooks::set_service_config`].
+fn service_config() -> ServiceConfig {
+    #[cfg(ktimer_seam = "sim")]
+    if let Some(config) = super::sim_hooks::configured() {
+        return config;
+    }
+    ServiceConfig::default()
+}
+
 /// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):
 /// unloads the service (completes its pending waits, destroys every timer and frees their
 /// storage before returning) and drops it. `PASSIVE_LEVEL`; if called above it, the
 /// service is left in place (leaked) rather than torn down at the wrong level.
+///
+/// The service is unloaded while it is still published (`ready`), and only then
+/// withdrawn: a cancel routine that runs meanwhile (KMDF's removal purge makes that
+/// impossible, but the order does not rely on it) finds the service and takes its wait
+/// back through the claim protocol, so each wait is completed once, by one side. Clearing
+/// `ready` first would let such a cancel routine complete a wait the service still holds,
+/// which the unload would then complete again.
 ///
 /// # Safety
 ///
@@ -293,24 +316,26 @@ fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
 /// queue and file objects have ended.
 unsafe extern "C" fn evt_device_cleanup(object: WDFOBJECT) {
     let Some(passive) = PassiveLevel::current() else {
-        println!("ktimer: device cleanup above PASSIVE_LEVEL; the timer service is leaked");
+        trace!("ktimer: device cleanup above PASSIVE_LEVEL; the timer service is leaked");
         return;
     };
     // SAFETY: `object` is the device being cleaned up, a valid handle for this callback.
     let context = unsafe { DEVICE_CONTEXT.get(object) };
-    // SAFETY: a non-null context pointer points to this device's DeviceContext; no other
-    // callback of the device or its children runs during its cleanup (our contract).
-    let Some(context) = (unsafe { context.as_mut() }) else {
+    // SAFETY: a non-null context pointer points to this device's DeviceContext; it is only
+    // read here (shared), as a concurrent cancel routine may read it too.
+    let Some(context) = (unsafe { context.as_ref() }) else {
         return;
     };
-    if !context.ready {
+    if !context.ready.load(Ordering::Acquire) {
         return;
     }
-    context.ready = false;
-    // SAFETY: `ready` was set, so `service` is initialised; clearing `ready` first means
-    // nothing reads it again after this move.
+    // SAFETY: `ready` is set, so `service` is initialised; it stays in place until after
+    // the unload.
+    unsafe { context.service.assume_init_ref() }.unload(&passive);
+    context.ready.store(false, Ordering::Release);
+    // SAFETY: `ready` was set, so `service` is initialised; it is moved out once (`ready`
+    // is now clear, so neither this callback nor a cancel routine reads it again).
     let service = unsafe { context.service.assume_init_read() };
-    service.unload(&passive);
     drop(service);
-    println!("ktimer: timer service unloaded");
+    trace!("ktimer: timer service unloaded");
 }

@@ -7,10 +7,9 @@
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
 
-use wdk::println;
-use wdk_sys::{
-    NTSTATUS, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, WDFDEVICE, WDFFILEOBJECT, WDFREQUEST,
-    call_unsafe_wdf_function_binding,
+use crate::kernel::sys::{
+    NTSTATUS, STATUS_INVALID_DEVICE_STATE, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, WDFDEVICE,
+    WDFFILEOBJECT, WDFREQUEST, call_unsafe_wdf_function_binding, trace,
 };
 
 use super::device;
@@ -93,24 +92,35 @@ pub(super) unsafe extern "C" fn evt_device_file_create(
 
 /// Opens a service handle and stores it in `file`'s context. `PASSIVE_LEVEL`.
 ///
+/// Only the device itself can be opened: a name below it (`\\.\KTimer\anything`, which
+/// reaches the driver as the file object's name `\anything`) is refused with
+/// `STATUS_OBJECT_NAME_NOT_FOUND`, as for a name that does not exist.
+///
 /// # Safety
 ///
 /// `device` and `file` are the handles of an `EvtDeviceFileCreate` call.
 unsafe fn open(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTATUS {
     let Some(passive) = PassiveLevel::current() else {
-        println!("ktimer: EvtDeviceFileCreate above PASSIVE_LEVEL");
+        trace!("ktimer: EvtDeviceFileCreate above PASSIVE_LEVEL");
         return STATUS_INVALID_DEVICE_STATE;
     };
+    // SAFETY: `file` is the new file object (our contract).
+    let name = unsafe { call_unsafe_wdf_function_binding!(WdfFileObjectGetFileName, file) };
+    // SAFETY: null or the framework's UNICODE_STRING for this file object, alive as long
+    // as the file object.
+    if unsafe { name.as_ref() }.is_some_and(|name| name.Length != 0) {
+        return STATUS_OBJECT_NAME_NOT_FOUND;
+    }
     // SAFETY: `device` is valid during this create (our contract), which no cleanup of the
     // device overlaps.
     let Some(service) = (unsafe { device::service(device) }) else {
-        println!("ktimer: create on a device without a timer service");
+        trace!("ktimer: create on a device without a timer service");
         return STATUS_INVALID_DEVICE_STATE;
     };
     // SAFETY: `file` is the new file object, created with FILE_CONTEXT.
     let context = unsafe { FILE_CONTEXT.get(file.cast()) };
     if context.is_null() {
-        println!("ktimer: the file object has no context");
+        trace!("ktimer: the file object has no context");
         return STATUS_INVALID_DEVICE_STATE;
     }
     match service.open(&passive) {
@@ -137,7 +147,7 @@ unsafe fn open(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTATUS {
 /// Called by the framework with a file object of this device, before its `EvtFileClose`.
 pub(super) unsafe extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
     let Some(passive) = PassiveLevel::current() else {
-        println!("ktimer: EvtFileCleanup above PASSIVE_LEVEL; handle left to close");
+        trace!("ktimer: EvtFileCleanup above PASSIVE_LEVEL; handle left to close");
         return;
     };
     // SAFETY: `file` is valid for this callback, which close does not overlap.
@@ -161,7 +171,7 @@ pub(super) unsafe extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
 /// callback of that file object.
 pub(super) unsafe extern "C" fn evt_file_close(file: WDFFILEOBJECT) {
     let Some(passive) = PassiveLevel::current() else {
-        println!("ktimer: EvtFileClose above PASSIVE_LEVEL; the handle is leaked");
+        trace!("ktimer: EvtFileClose above PASSIVE_LEVEL; the handle is leaked");
         return;
     };
     // SAFETY: `file` is valid for this callback (our contract).

@@ -1,5 +1,8 @@
-//! The KMDF shell: the driver's entry points on Windows. Compiled only with
-//! `cfg(ktimer_seam = "wdk")` (a Windows target with the default feature `kmdf`).
+//! The KMDF shell: the driver's entry points. On Windows (`cfg(ktimer_seam = "wdk")`) it
+//! runs on KMDF through wdk-sys; on every other host (`cfg(ktimer_seam = "sim")`) the same
+//! code runs on kernel-sim's KMDF model, reached through the same seam
+//! (`crate::kernel::sys`), which is how the tests, the fuzzer and `ktimer-test --sim` load
+//! the driver.
 //!
 //! It translates between the framework and the portable timer service and keeps no timer
 //! logic of its own:
@@ -22,36 +25,39 @@
 //! cancel routine can run at `DISPATCH_LEVEL`; it uses nothing but `<= DISPATCH_LEVEL`
 //! service routines.
 //!
-//! Tracing: `wdk::println!` (`DbgPrint`), every line prefixed `ktimer:`; load, device
-//! creation, unload and every failure. Nothing is traced per request.
+//! Tracing: the seam's `trace!` (`DbgPrint` on Windows, the simulated kernel's log here),
+//! every line prefixed `ktimer:`; load, device creation, unload and every failure. Nothing
+//! is traced per request.
 //!
-//! **Not compiled or run here**: the machines this project is developed on have no WDK, and
-//! wdk-sys generates its bindings from one. Every framework call was written against the
-//! wdk-sys 0.5.1, wdk 0.4.1, wdk-alloc 0.4.1 and wdk-panic 0.4.1 sources, the
-//! `call_unsafe_wdf_function_binding!` expansions in windows-drivers-rs' macro tests, the
-//! Windows-rust-driver-samples echo driver and Microsoft's DDI reference (see
-//! docs/WINDOWS.md).
+//! **Executed on a model of KMDF, never on Windows**: on Linux the shell runs on
+//! kernel-sim's KMDF model (docs/SIMULATOR.md); its wdk arm is type-checked and linted
+//! against wdk-sys bindings generated from the public KMDF 1.33 headers
+//! (`../shared/wdk-real-headers/`), but no Windows machine has run it.
 
 mod device;
 mod file;
 mod request;
+#[cfg(ktimer_seam = "sim")]
+pub mod sim_hooks;
 mod wdf;
 
-use wdk::println;
-use wdk_sys::{
+use crate::kernel::sys::{
     NT_SUCCESS, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, ULONG, WDF_DRIVER_CONFIG,
-    WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDFDRIVER, call_unsafe_wdf_function_binding,
+    WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDFDRIVER, call_unsafe_wdf_function_binding, trace,
 };
 
 use self::wdf::ulong_size_of;
 
 // The kernel has no unwinding and no default allocator: wdk-panic's handler and wdk-alloc's
-// pool allocator (tag `rust`, `POOL_FLAG_NON_PAGED`). A panic is a bug in this driver; the
-// driver code is written not to panic. Left out of test builds, where std provides both.
-#[cfg(not(test))]
+// pool allocator (tag `rust`, `POOL_FLAG_NON_PAGED`). wdk-panic 0.5.0's handler bug-checks
+// with code 0x52504E43 ("RPNC"), the panic's file, line and column in the parameters (it
+// breaks into a debugger first in a debug build); 0.4.1 looped forever instead. A panic is
+// a bug in this driver; the driver code is written not to panic. Left out of panic=unwind
+// builds (test and bench profiles only, never a driver: lib.rs), where std provides both.
+#[cfg(all(ktimer_seam = "wdk", panic = "abort"))]
 extern crate wdk_panic;
 
-#[cfg(not(test))]
+#[cfg(all(ktimer_seam = "wdk", panic = "abort"))]
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
@@ -71,7 +77,7 @@ const WDF_POOL_TAG: ULONG = ULONG::from_le_bytes(*b"KTwf");
 /// driver's registry path.
 // SAFETY: `DriverEntry` is the symbol `FxDriverEntry` calls; nothing else in the image
 // exports that name.
-#[unsafe(export_name = "DriverEntry")]
+#[cfg_attr(ktimer_seam = "wdk", unsafe(export_name = "DriverEntry"))]
 unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PCUNICODE_STRING,
@@ -98,15 +104,21 @@ unsafe extern "system" fn driver_entry(
         )
     };
     if NT_SUCCESS(status) {
-        println!("ktimer: driver loaded");
+        trace!("ktimer: driver loaded");
     } else {
-        println!("ktimer: WdfDriverCreate failed: {status:#010x}");
+        trace!("ktimer: WdfDriverCreate failed: {status:#010x}");
     }
     status
 }
 
+/// The driver's `DriverEntry` as a value, for the simulated I/O manager
+/// (`kernel_sim::wdf::Framework::load`).
+#[cfg(ktimer_seam = "sim")]
+pub const DRIVER_ENTRY: unsafe extern "system" fn(PDRIVER_OBJECT, PCUNICODE_STRING) -> NTSTATUS =
+    driver_entry;
+
 /// `EvtDriverUnload`: the last callback, after every device is gone (each device's cleanup
 /// has already unloaded its timer service, see [`device`]). `PASSIVE_LEVEL`.
 extern "C" fn evt_driver_unload(_driver: WDFDRIVER) {
-    println!("ktimer: driver unloaded");
+    trace!("ktimer: driver unloaded");
 }

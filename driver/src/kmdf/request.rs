@@ -18,9 +18,9 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
 
-use wdk_sys::{
+use crate::kernel::sys::{
     NT_SUCCESS, NTSTATUS, PVOID, STATUS_CANCELLED, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_HANDLE, ULONG, ULONG_PTR, WDFQUEUE, WDFREQUEST,
+    STATUS_INVALID_HANDLE, STATUS_SUCCESS, ULONG, ULONG_PTR, WDFQUEUE, WDFREQUEST,
     call_unsafe_wdf_function_binding,
 };
 
@@ -133,7 +133,10 @@ impl IoRequest for Request {
         }
         // SAFETY: `input` is the system buffer WdfRequestRetrieveInputBuffer returned,
         // `input_length` bytes, valid until the request completes, which consumes `self`.
-        // The borrow of `self` keeps `output()` (which needs `&mut self`) from aliasing it.
+        // It is the same memory as `output` (METHOD_BUFFERED: the framework returns the
+        // same system-buffer pointer twice, so both stay valid side by side); the borrow of
+        // `self` keeps `output()` (which needs `&mut self`) from making a mutable view while
+        // this shared one lives.
         unsafe { core::slice::from_raw_parts(self.input, self.input_length) }
     }
 
@@ -206,12 +209,19 @@ impl IoRequest for Request {
         // released (the hand-off in the module documentation).
         let status =
             unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.handle) };
-        if status == STATUS_CANCELLED {
-            self.owner = Owner::CancelRoutine;
-            false
-        } else {
+        // Only STATUS_SUCCESS gives the request back. STATUS_CANCELLED: the cancel routine
+        // will run or has run. Any other status (KMDF's verifier returns
+        // STATUS_INVALID_DEVICE_REQUEST for a request that is no longer cancelable, which is
+        // what a cancel routine that already ran leaves behind) also means this side does
+        // not own it: completing it could complete it twice, while leaving it to the
+        // hand-off completes it once (or, if no cancel routine ever runs, leaves it pending,
+        // which a handle close or device removal still ends).
+        if status == STATUS_SUCCESS {
             self.owner = Owner::Driver;
             true
+        } else {
+            self.owner = Owner::CancelRoutine;
+            false
         }
     }
 }

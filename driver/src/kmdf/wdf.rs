@@ -9,7 +9,7 @@
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 
-use wdk_sys::{
+use crate::kernel::sys::{
     _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PCWDF_OBJECT_CONTEXT_TYPE_INFO, ULONG,
     UNICODE_STRING, USHORT, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
     call_unsafe_wdf_function_binding,

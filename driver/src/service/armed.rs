@@ -80,7 +80,8 @@ impl Prepared {
         matches!(self.due, Due::Relative(_)) && self.schedule.tolerable_delay_ms == 0
     }
 
-    /// The arming this schedule makes now, in interrupt time. Any IRQL.
+    /// The arming this schedule makes now, in interrupt time (for an absolute due time, an
+    /// estimate until the first run dates it: [`Arming::date_first_run`]). Any IRQL.
     ///
     /// A standard timer's relative due time counts from the tick-granular interrupt time
     /// (what the kernel's timer queue uses), so that clock is read here too. A
@@ -103,6 +104,12 @@ impl Prepared {
         Arming {
             first_due: i64::try_from(first_due).unwrap_or(i64::MAX),
             period: self.period_hundred_ns,
+            system_due: match self.due {
+                Due::Relative(_) => None,
+                Due::Absolute(at) => {
+                    Some(i64::try_from(at.as_hundred_ns_since_1601()).unwrap_or(i64::MAX))
+                }
+            },
         }
     }
 }
@@ -134,6 +141,10 @@ pub struct TimerEntry<C: TimerCallback> {
     pub stats: Stats,
     /// `STATE_*`.
     pub state: u32,
+    /// Advanced by every arm and cancel: a re-arm that finds it changed after waiting for
+    /// the DPCs knows another request armed or cancelled the timer meanwhile (see
+    /// `Service::set`).
+    pub arming_generation: u32,
 }
 
 impl<C: TimerCallback> TimerEntry<C> {
@@ -144,8 +155,7 @@ impl<C: TimerCallback> TimerEntry<C> {
     /// `STATUS_INVALID_PARAMETER` if a high-resolution timer gets a schedule it cannot take
     /// (nothing changes then).
     pub fn arm(&mut self, prepared: &Prepared) -> Result<bool, NtStatus> {
-        if matches!(self.timer, KernelTimer::HighResolution(_)) && !prepared.fits_high_resolution()
-        {
+        if self.refuses(prepared) {
             return Err(STATUS_INVALID_PARAMETER);
         }
         // Read the clock before the kernel does, so the kernel's due time is never earlier
@@ -183,26 +193,47 @@ impl<C: TimerCallback> TimerEntry<C> {
         self.arming = arming;
         self.stats = Stats::default();
         self.state = STATE_ARMED;
+        self.arming_generation = self.arming_generation.wrapping_add(1);
         Ok(was_armed)
+    }
+
+    /// Whether this timer cannot take `prepared` (a high-resolution timer needs a relative
+    /// due time and no tolerable delay). Any IRQL.
+    #[must_use]
+    pub fn refuses(&self, prepared: &Prepared) -> bool {
+        matches!(self.timer, KernelTimer::HighResolution(_)) && !prepared.fits_high_resolution()
+    }
+
+    /// Takes the kernel timer out of the timer queue without changing the service's state
+    /// (the first step of a re-arm); returns whether it was there. A DPC already queued
+    /// still runs, for the current arming. IRQL `<= DISPATCH_LEVEL`.
+    #[must_use = "whether the timer was set"]
+    pub fn stop(&self) -> bool {
+        match &self.timer {
+            KernelTimer::Standard(timer) => timer.cancel(),
+            KernelTimer::HighResolution(timer) => timer.cancel(),
+        }
     }
 
     /// Cancels; returns whether the timer was in the kernel's timer queue. A run the kernel
     /// already queued is ignored when it comes (the state says cancelled). IRQL `<=
     /// DISPATCH_LEVEL`.
     pub fn cancel(&mut self) -> bool {
-        let was_armed = match &self.timer {
-            KernelTimer::Standard(timer) => timer.cancel(),
-            KernelTimer::HighResolution(timer) => timer.cancel(),
-        };
+        let was_armed = self.stop();
         if self.state == STATE_ARMED {
             self.state = STATE_CANCELLED;
         }
+        self.arming_generation = self.arming_generation.wrapping_add(1);
         was_armed
     }
 
     /// The query response for this timer. IRQL `<= DISPATCH_LEVEL`.
     #[must_use]
     pub fn query(&self, timer_id: u64) -> QueryResponse {
+        let interrupt_now =
+            i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+        let system_now =
+            i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX);
         let signaled = match &self.timer {
             KernelTimer::Standard(timer) => timer.is_signaled(),
             KernelTimer::HighResolution(_) => false,
@@ -216,7 +247,7 @@ impl<C: TimerCallback> TimerEntry<C> {
             flags: self.flags,
             mode: self.schedule.mode,
             period_ms: self.schedule.period_ms,
-            due_time: self.arming.first_due,
+            due_time: self.arming.first_due_at(interrupt_now, system_now),
             expirations: self.stats.expirations,
             dpc_runs: self.stats.dpc_runs,
             coalesced: self.stats.coalesced(),

@@ -15,7 +15,7 @@ const GENERATION_BITS: u32 = 20;
 /// The largest slot count a table can have.
 pub const MAX_SLOTS: usize = (1 << SLOT_BITS) - 1;
 /// The last generation a slot can reach; a slot closed at this generation is retired.
-const LAST_GENERATION: u32 = (1 << GENERATION_BITS) - 1;
+pub const LAST_GENERATION: u32 = (1 << GENERATION_BITS) - 1;
 
 /// A timer id as the ABI carries it, split into its parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl SlotTable {
     }
 
     /// Reserves a free slot and returns the id it will carry, or `None` if every slot is live
-    /// or retired. Does not allocate; any IRQL.
+    /// or retired (tell the two apart with [`SlotTable::live_count`]). Does not allocate; any IRQL.
     pub fn allocate(&mut self) -> Option<TimerId> {
         let slot = self.free.pop()?;
         let meta = self.slots.get_mut(usize::from(slot))?;
@@ -213,6 +213,21 @@ impl SlotTable {
             generation: meta.generation,
             slot,
         })
+    }
+
+    /// Moves every free slot (neither live nor retired) forward to `generation` (clamped
+    /// to [`LAST_GENERATION`]), as if its timer had been created and closed that many times.
+    /// Never moves a slot back, so no id is issued twice. A test hook of the simulator
+    /// build (`ktimer::sim_hooks::skip_timer_id_generations`): it lets a test reach the end
+    /// of a slot's ids without a million requests. Does not allocate; any IRQL.
+    #[cfg(any(test, ktimer_seam = "sim"))]
+    pub fn skip_to_generation(&mut self, generation: u32) {
+        let generation = generation.min(LAST_GENERATION);
+        for meta in &mut self.slots {
+            if !meta.live && !meta.retired && meta.generation < generation {
+                meta.generation = generation;
+            }
+        }
     }
 
     #[cfg(test)]
@@ -308,6 +323,50 @@ mod tests {
             ..last
         };
         assert_eq!(table.lookup(wrapped.to_raw()), Err(IdError::Stale));
+    }
+
+    #[test]
+    fn a_table_with_retired_and_live_slots_is_not_full_of_live_timers() {
+        let mut table = SlotTable::new(3, 2).unwrap();
+        table.force_generation(0, LAST_GENERATION);
+        let last = table.allocate().unwrap();
+        table.release(last.slot);
+        let live = table.allocate().unwrap();
+        assert_eq!(live.slot, 1);
+        assert_eq!(table.allocate(), None);
+        assert!(
+            table.live_count() < table.capacity(),
+            "ids used up, not quota"
+        );
+    }
+
+    #[test]
+    fn skipping_generations_moves_only_free_slots_and_only_forward() {
+        let mut table = SlotTable::new(3, 3).unwrap();
+        let live = table.allocate().unwrap();
+        let used = table.allocate().unwrap();
+        table.release(used.slot);
+        table.skip_to_generation(10);
+        assert_eq!(
+            table.id_of(live.slot),
+            Some(live),
+            "a live slot keeps its id"
+        );
+        table.skip_to_generation(4);
+        let after = table.allocate().unwrap();
+        assert_eq!(
+            (after.slot, after.generation),
+            (used.slot, 10),
+            "never back"
+        );
+        assert_eq!(table.lookup(used.to_raw()), Err(IdError::Stale));
+        table.skip_to_generation(u32::MAX);
+        let last = table.allocate().unwrap();
+        assert_eq!(last.generation, LAST_GENERATION, "clamped to the id format");
+        table.release(last.slot);
+        assert_eq!(table.allocate(), None, "retired at the last generation");
+        table.release(live.slot);
+        assert_eq!(table.allocate().map(|id| id.generation), Some(1));
     }
 
     #[test]

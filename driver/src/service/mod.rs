@@ -3,7 +3,8 @@
 //!
 //! Ownership: the [`Service`] keeps a registry of open handles ([`FileHandle`]); a handle's
 //! spin-locked state holds its id table, its timers (kernel timer + schedule + statistics),
-//! its event ring and its pending waits. Each timer's callback holds the handle (an `Arc`), so
+//! its event ring and its pending waits. Each timer's callback holds the handle (a shared
+//! [`PoolArc`]), so
 //! the expiry path reaches the ring and the waits without a lookup; handle cleanup and unload
 //! break that cycle by destroying the timers.
 //!
@@ -12,9 +13,9 @@
 //! kernel storage). The expiry path (`DISPATCH_LEVEL`) allocates nothing: it updates the
 //! timer's statistics, pushes one record into the ring and completes satisfied waits
 //! (`driver/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
-//! `STATUS_INSUFFICIENT_RESOURCES`, except the handle's small shared core (`Arc::new`: stable
-//! Rust has no fallible `Arc` allocation), whose failure would reach the global allocator's
-//! error handler.
+//! `STATUS_INSUFFICIENT_RESOURCES`, the handle's shared core included: it is a [`PoolArc`]
+//! (pool block + owner count), because stable Rust has no fallible `Arc::new` and an
+//! infallible allocation's failure would reach the allocation-error handler.
 //!
 //! Locks: the registry lock and a handle's lock are never held together, and nothing is
 //! completed while a lock is held. A timer dropped under a handle's lock (cleanup) is only
@@ -27,7 +28,6 @@ pub mod ring;
 pub mod stats;
 pub mod waits;
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::mem::{ManuallyDrop, size_of};
@@ -41,7 +41,8 @@ use ktimer_abi::status::{
 use ktimer_abi::{
     ArmResponse, CREATE_HIGH_RESOLUTION, CreateRequest, CreateResponse, ExpiryRecord, Header,
     InfoResponse, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS, MODE_ONE_SHOT,
-    STATE_ARMED, STATE_EXPIRED, SetRequest, TIMER_TYPE_SYNCHRONIZATION, TimerRequest, WaitRequest,
+    QueryResponse, STATE_ARMED, STATE_EXPIRED, SetRequest, TIMER_TYPE_SYNCHRONIZATION,
+    TimerRequest, WaitRequest,
 };
 
 use self::armed::{KernelTimer, Prepared, TimerEntry};
@@ -51,10 +52,10 @@ use self::stats::{Arming, Stats};
 use self::waits::{Parked, WaitList};
 use crate::ioctl::{Completion, IoRequest, Operation, respond};
 use crate::kernel::clock;
-use crate::kernel::deferred::reclaim_deferred;
+use crate::kernel::deferred::{flush_queued_dpcs, reclaim_deferred};
 use crate::kernel::hr_timer::HighResolutionTimer;
 use crate::kernel::irql::{DispatchLevel, PassiveLevel};
-use crate::kernel::pool::PoolTag;
+use crate::kernel::pool::{PoolArc, PoolTag};
 use crate::kernel::spin_lock::SpinLock;
 use crate::kernel::timer::{Timer, TimerCallback, TimerKind};
 
@@ -98,26 +99,25 @@ impl Default for ServiceConfig {
 /// The timer service, generic over the front end's request type.
 pub struct Service<R: IoRequest> {
     config: ServiceConfig,
-    /// How early the kernel may fire (one clock tick), read once at load.
-    early_tolerance: i64,
     registry: SpinLock<Registry<R>>,
     next_serial: AtomicU32,
 }
 
 struct Registry<R: IoRequest> {
-    handles: Vec<Option<Arc<HandleCore<R>>>>,
+    handles: Vec<Option<PoolArc<HandleCore<R>>>>,
     unloading: bool,
 }
 
 /// An open handle, as the front end keeps it (in the file object's context; see
-/// [`FileHandle::into_raw`]).
+/// [`FileHandle::into_raw`]). Its core is a pool block shared with the service's registry
+/// and the handle's timers; dropping the last owner frees it, so drop it at IRQL <=
+/// `DISPATCH_LEVEL` (on the simulator: on a thread bound to the kernel).
 pub struct FileHandle<R: IoRequest> {
-    core: Arc<HandleCore<R>>,
+    core: PoolArc<HandleCore<R>>,
 }
 
 struct HandleCore<R: IoRequest> {
     serial: u32,
-    early_tolerance: i64,
     state: SpinLock<HandleState<R>>,
 }
 
@@ -133,7 +133,7 @@ struct HandleState<R: IoRequest> {
 
 /// What a timer's DPC calls: the handle, and which slot and generation the timer is.
 struct Expiry<R: IoRequest> {
-    handle: Arc<HandleCore<R>>,
+    handle: PoolArc<HandleCore<R>>,
     slot: u16,
     generation: u32,
 }
@@ -165,10 +165,8 @@ impl<R: IoRequest> Service<R> {
             .try_reserve_exact(config.max_handles)
             .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
         handles.resize_with(config.max_handles, || None);
-        let tick = clock::time_increment().as_hundred_ns();
         Ok(Self {
             config,
-            early_tolerance: i64::try_from(tick).unwrap_or(i64::MAX),
             registry: SpinLock::new(Registry {
                 handles,
                 unloading: false,
@@ -219,17 +217,20 @@ impl<R: IoRequest> Service<R> {
             .try_reserve_exact(capacity)
             .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
         timers.resize_with(capacity, || None);
-        let core = Arc::new(HandleCore {
-            serial,
-            early_tolerance: self.early_tolerance,
-            state: SpinLock::new(HandleState {
-                closing: false,
-                table,
-                timers,
-                ring,
-                waits,
-            }),
-        });
+        let core = PoolArc::new(
+            HandleCore {
+                serial,
+                state: SpinLock::new(HandleState {
+                    closing: false,
+                    table,
+                    timers,
+                    ring,
+                    waits,
+                }),
+            },
+            self.config.pool_tag,
+        )
+        .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
 
         let mut registry = self.registry.lock();
         if registry.unloading {
@@ -238,7 +239,7 @@ impl<R: IoRequest> Service<R> {
         let Some(entry) = registry.handles.iter_mut().find(|entry| entry.is_none()) else {
             return Err(STATUS_QUOTA_EXCEEDED);
         };
-        *entry = Some(Arc::clone(&core));
+        *entry = Some(PoolArc::clone(&core));
         Ok(FileHandle { core })
     }
 
@@ -248,18 +249,20 @@ impl<R: IoRequest> Service<R> {
         file: &FileHandle<R>,
         operation: &Operation,
         output: &mut [u8],
-        _passive: &PassiveLevel,
+        passive: &PassiveLevel,
     ) -> Completion {
         match operation {
             Operation::GetInfo => {
-                if file.core.state.lock().closing {
+                if output.len() < size_of::<InfoResponse>() {
+                    Completion::failed(STATUS_BUFFER_TOO_SMALL)
+                } else if file.core.state.lock().closing {
                     Completion::failed(STATUS_CANCELLED)
                 } else {
                     respond(&self.info(), output)
                 }
             }
             Operation::Create(request) => self.create(file, request, output),
-            Operation::Set(request) => self.set(file, request, output),
+            Operation::Set(request) => self.set(file, request, output, passive),
             Operation::Cancel(request) => file.core.cancel_timer(request, output),
             Operation::Query(request) => file.core.query(request, output),
             Operation::Close(request) => file.core.close_timer(request),
@@ -318,11 +321,17 @@ impl<R: IoRequest> Service<R> {
             }
             match state.table.allocate() {
                 Some(id) => id,
-                None => return Completion::failed(STATUS_QUOTA_EXCEEDED),
+                // Every slot holds a live timer: the caller's quota, freed by closing one.
+                None if state.table.live_count() >= state.table.capacity() => {
+                    return Completion::failed(STATUS_QUOTA_EXCEEDED);
+                }
+                // Free slots remain but all are retired (their ids used up): closing timers
+                // does not help, so this is an exhausted resource, not a quota.
+                None => return Completion::failed(STATUS_INSUFFICIENT_RESOURCES),
             }
         };
         let callback = Expiry {
-            handle: Arc::clone(core),
+            handle: PoolArc::clone(core),
             slot: id.slot,
             generation: id.generation,
         };
@@ -350,9 +359,11 @@ impl<R: IoRequest> Service<R> {
             arming: Arming {
                 first_due: 0,
                 period: 0,
+                system_due: None,
             },
             stats: Stats::default(),
             state: STATE_ARMED,
+            arming_generation: 0,
         };
 
         let mut state = core.state.lock();
@@ -384,8 +395,22 @@ impl<R: IoRequest> Service<R> {
         )
     }
 
-    /// Set: re-arm an existing timer. `<= DISPATCH_LEVEL`.
-    fn set(&self, file: &FileHandle<R>, request: &SetRequest, output: &mut [u8]) -> Completion {
+    /// Set: re-arm an existing timer. `PASSIVE_LEVEL`.
+    ///
+    /// `KeSetTimerEx` does not dequeue a DPC the previous arming already queued, and the DPC
+    /// carries nothing that says which arming queued it. So a re-arm first stops the kernel
+    /// timer, then waits for every queued and running DPC (`KeFlushQueuedDpcs`): a run the
+    /// previous arming queued happens now, counted and recorded for that arming, and none can
+    /// reach the new one. If another request armed or cancelled the timer while this one
+    /// waited (its arming generation moved), the stop and the wait are repeated, so the
+    /// arming that wins is never exposed to a DPC queued before it.
+    fn set(
+        &self,
+        file: &FileHandle<R>,
+        request: &SetRequest,
+        output: &mut [u8],
+        passive: &PassiveLevel,
+    ) -> Completion {
         let prepared = match Prepared::new(request.schedule, self.config.min_period_ms) {
             Ok(prepared) => prepared,
             Err(status) => return Completion::failed(status),
@@ -393,18 +418,40 @@ impl<R: IoRequest> Service<R> {
         if output.len() < size_of::<ArmResponse>() {
             return Completion::failed(STATUS_BUFFER_TOO_SMALL);
         }
-        let was_armed = {
+        let mut was_armed = None;
+        loop {
+            let generation = {
+                let mut state = file.core.state.lock();
+                let entry = match state.entry_mut(request.timer_id) {
+                    Ok(entry) => entry,
+                    Err(status) => return Completion::failed(status),
+                };
+                // Refused before the timer is stopped, so a refused request changes nothing.
+                if entry.refuses(&prepared) {
+                    return Completion::failed(STATUS_INVALID_PARAMETER);
+                }
+                let stopped = entry.stop();
+                // What the caller is told: whether the timer was set when the request came.
+                was_armed.get_or_insert(stopped);
+                entry.arming_generation
+            };
+            // Only `false` if the caller raised the IRQL after minting `passive`, which
+            // dispatch (PASSIVE_LEVEL by contract) does not do.
+            let _flushed = flush_queued_dpcs(passive);
             let mut state = file.core.state.lock();
             let entry = match state.entry_mut(request.timer_id) {
                 Ok(entry) => entry,
                 Err(status) => return Completion::failed(status),
             };
-            match entry.arm(&prepared) {
-                Ok(was_armed) => was_armed,
-                Err(status) => return Completion::failed(status),
+            if entry.arming_generation != generation {
+                continue;
             }
-        };
-        respond(&arm_response(was_armed), output)
+            if let Err(status) = entry.arm(&prepared) {
+                return Completion::failed(status);
+            }
+            break;
+        }
+        respond(&arm_response(was_armed.unwrap_or(false)), output)
     }
 
     /// Parks or completes a wait (see [`crate::ioctl`] for the claim protocol). Returns the
@@ -473,9 +520,10 @@ impl<R: IoRequest> Service<R> {
 
     /// The front end's cancel routine for a pending wait (KMDF: `EvtRequestCancel`). Returns
     /// the request if it was still parked; the caller completes it with `STATUS_CANCELLED`.
-    /// `None` means the service already removed it and lost the claim: the caller still owns
-    /// its request and completes it with `STATUS_CANCELLED` (see [`crate::ioctl`]).
-    /// `<= DISPATCH_LEVEL`.
+    /// `None` means the service already removed it and its claim fails: the service drops
+    /// its `R` uncompleted, and the front end completes the request with `STATUS_CANCELLED`
+    /// once both sides have let go of it (the KMDF shell: its two-release hand-off; see
+    /// [`crate::ioctl`]). `<= DISPATCH_LEVEL`.
     pub fn cancel_wait(&self, file: &FileHandle<R>, key: usize) -> Option<R> {
         let parked = file.core.state.lock().waits.remove_key(key);
         parked.map(|parked| parked.request)
@@ -494,11 +542,11 @@ impl<R: IoRequest> Service<R> {
         let FileHandle { core } = file;
         core.tear_down(passive);
         let mut registry = self.registry.lock();
-        if let Some(entry) = registry
-            .handles
-            .iter_mut()
-            .find(|entry| entry.as_ref().is_some_and(|held| Arc::ptr_eq(held, &core)))
-        {
+        if let Some(entry) = registry.handles.iter_mut().find(|entry| {
+            entry
+                .as_ref()
+                .is_some_and(|held| PoolArc::ptr_eq(held, &core))
+        }) {
             // Dropped after the lock is released (below), not under it.
             let removed = entry.take();
             drop(registry);
@@ -506,7 +554,7 @@ impl<R: IoRequest> Service<R> {
         }
     }
 
-    /// Driver unload (KMDF: `EvtDriverUnload` / the driver object's `EvtCleanupCallback`):
+    /// Driver unload (KMDF: the device's `EvtCleanupCallback`, before the device goes away):
     /// refuses new handles, tears down every open handle (its waits completed with
     /// `STATUS_CANCELLED`, its timers destroyed) and frees every timer's storage before
     /// returning. Handles the front end still holds stay valid objects that refuse every
@@ -593,6 +641,9 @@ impl<R: IoRequest> HandleCore<R> {
 
     /// Query: `<= DISPATCH_LEVEL`.
     fn query(&self, request: &TimerRequest, output: &mut [u8]) -> Completion {
+        if output.len() < size_of::<QueryResponse>() {
+            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
+        }
         let response = {
             let mut state = self.state.lock();
             match state.entry_mut(request.timer_id) {
@@ -627,6 +678,8 @@ impl<R: IoRequest> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let now =
             i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+        let system_now =
+            i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX);
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
             let state = &mut *guard;
@@ -637,13 +690,12 @@ impl<R: IoRequest> HandleCore<R> {
                 return;
             };
             // A run for a closed timer's slot, or one queued before a cancel: not counted.
+            // (A run queued before a re-arm cannot come here: `Service::set` waits for it.)
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
-            let Some(run) = entry
-                .stats
-                .record_run(entry.arming, now, self.early_tolerance)
-            else {
+            entry.arming.date_first_run(now, system_now);
+            let Some(run) = entry.stats.record_run(entry.arming, now) else {
                 return;
             };
             if entry.schedule.mode == MODE_ONE_SHOT {
@@ -734,7 +786,7 @@ impl<R: IoRequest> FileHandle<R> {
     /// handle is kept alive until [`FileHandle::from_raw`] takes it back. Any IRQL.
     #[must_use]
     pub fn into_raw(self) -> *mut c_void {
-        Arc::into_raw(self.core).cast_mut().cast()
+        PoolArc::into_raw(self.core)
     }
 
     /// Takes back a handle stored with [`FileHandle::into_raw`] (KMDF: in `EvtFileClose`).
@@ -745,9 +797,9 @@ impl<R: IoRequest> FileHandle<R> {
     /// been taken back yet; it must not be used again afterwards.
     #[must_use]
     pub unsafe fn from_raw(raw: *mut c_void) -> Self {
-        // SAFETY: per the contract, `raw` is an `Arc::into_raw` pointer of an
-        // `Arc<HandleCore<R>>` whose reference this call takes back exactly once.
-        let core = unsafe { Arc::from_raw(raw.cast_const().cast::<HandleCore<R>>()) };
+        // SAFETY: per the contract, `raw` is a `PoolArc::into_raw` pointer of a
+        // `PoolArc<HandleCore<R>>` whose owner this call takes back exactly once.
+        let core = unsafe { PoolArc::from_raw(raw) };
         Self { core }
     }
 
@@ -788,12 +840,19 @@ impl<R: IoRequest> FileHandle<R> {
     pub fn pending_waits(&self) -> usize {
         self.core.state.lock().waits.len()
     }
+
+    /// Test hook of the simulator build: moves this handle's free timer slots forward to id
+    /// generation `generation` ([`SlotTable::skip_to_generation`]). `<= DISPATCH_LEVEL`.
+    #[cfg(ktimer_seam = "sim")]
+    pub fn skip_timer_id_generations(&self, generation: u32) {
+        self.core.state.lock().table.skip_to_generation(generation);
+    }
 }
 
 impl<R: IoRequest> Clone for FileHandle<R> {
     fn clone(&self) -> Self {
         Self {
-            core: Arc::clone(&self.core),
+            core: PoolArc::clone(&self.core),
         }
     }
 }

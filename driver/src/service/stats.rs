@@ -7,14 +7,51 @@
 //! time `now` covers every expiration due at or before `now`: expiration `n` is due at
 //! `first_due + (n - 1) * period`. Every run covers at least one new expiration (the kernel may
 //! fire up to a tick early, so "due at or before now" alone would miss one).
+//!
+//! Every run handed to [`Stats::record_run`] belongs to the current arming: the service
+//! never lets a run of an earlier arming reach it (a re-arm waits for the DPCs the previous
+//! arming queued; see `TimerEntry`), so no run is dropped for coming "early".
+//!
+//! An absolute arming is due when the system clock reads its due time, which clock changes
+//! move in interrupt time; its first run fixes `first_due` (see [`Arming::date_first_run`]).
 
 /// When the current arming expires, in interrupt time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arming {
-    /// Interrupt time of the first expiration.
+    /// Interrupt time of the first expiration. For an absolute arming before its first run,
+    /// an estimate made at arming time (the clock may still move).
     pub first_due: i64,
     /// Period in 100 ns units; 0 for a one-shot timer.
     pub period: i64,
+    /// An absolute arming's due time (system time), until its first run dates it in
+    /// interrupt time; `None` for a relative arming or once dated.
+    pub system_due: Option<i64>,
+}
+
+impl Arming {
+    /// The interrupt time of the first expiration as of a clock reading: for an absolute
+    /// arming not yet run, the interrupt time at which the system clock reads its due time
+    /// if the clock is not changed again (`system_now - interrupt_now` is the clock's
+    /// current offset). Any IRQL.
+    #[must_use]
+    pub fn first_due_at(&self, interrupt_now: i64, system_now: i64) -> i64 {
+        match self.system_due {
+            Some(system_due) => system_due.saturating_sub(system_now.saturating_sub(interrupt_now)),
+            None => self.first_due,
+        }
+    }
+
+    /// At the first run of an absolute arming: the kernel expired it because the system
+    /// clock reached its due time, so that due time is dated in interrupt time with the
+    /// clock as it reads now, and later periods count from there (they are intervals). Its
+    /// lateness is then `system_now - system_due`. Does nothing for a relative arming or
+    /// after the first run. Any IRQL; no allocation.
+    pub fn date_first_run(&mut self, interrupt_now: i64, system_now: i64) {
+        if self.system_due.is_some() {
+            self.first_due = self.first_due_at(interrupt_now, system_now);
+            self.system_due = None;
+        }
+    }
 }
 
 /// What one DPC run covered.
@@ -48,14 +85,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Accounts a DPC run at interrupt time `now` for `arming`. `early_tolerance` is how early
-    /// the kernel may fire (one clock tick): a run before `first_due - early_tolerance` belongs
-    /// to an earlier arming (a DPC queued before a cancel or re-arm that the kernel still ran)
-    /// and is ignored, as is a second run of a one-shot arming. Any IRQL; no allocation.
-    pub fn record_run(&mut self, arming: Arming, now: i64, early_tolerance: i64) -> Option<Run> {
-        if now < arming.first_due.saturating_sub(early_tolerance) {
-            return None;
-        }
+    /// Accounts a DPC run of the current arming at interrupt time `now` (an absolute arming
+    /// dated first, [`Arming::date_first_run`]). A second run of a one-shot arming is
+    /// ignored (`None`). Any IRQL; no allocation.
+    pub fn record_run(&mut self, arming: Arming, now: i64) -> Option<Run> {
         let sequence = if arming.period <= 0 {
             if self.expirations > 0 {
                 return None;
@@ -121,17 +154,16 @@ impl Stats {
 mod tests {
     use super::*;
 
-    const TICK: i64 = 156_250;
-
     #[test]
     fn a_one_shot_counts_once() {
         let mut stats = Stats::default();
         let arming = Arming {
             first_due: 1_000,
             period: 0,
+            system_due: None,
         };
         assert_eq!(
-            stats.record_run(arming, 1_200, TICK),
+            stats.record_run(arming, 1_200),
             Some(Run {
                 sequence: 1,
                 due: 1_000,
@@ -139,7 +171,7 @@ mod tests {
                 covered: 1
             })
         );
-        assert_eq!(stats.record_run(arming, 5_000, TICK), None);
+        assert_eq!(stats.record_run(arming, 5_000), None);
         assert_eq!(
             (stats.expirations, stats.dpc_runs, stats.coalesced()),
             (1, 1, 0)
@@ -152,14 +184,12 @@ mod tests {
         let arming = Arming {
             first_due: 10_000,
             period: 10_000,
+            system_due: None,
         };
-        assert_eq!(
-            stats.record_run(arming, 10_000, TICK).map(|r| r.covered),
-            Some(1)
-        );
+        assert_eq!(stats.record_run(arming, 10_000).map(|r| r.covered), Some(1));
         // Due at 20k, 30k, 40k; the run comes at 45k: three expirations, lateness from 40k.
         assert_eq!(
-            stats.record_run(arming, 45_000, TICK),
+            stats.record_run(arming, 45_000),
             Some(Run {
                 sequence: 4,
                 due: 40_000,
@@ -184,9 +214,10 @@ mod tests {
         let arming = Arming {
             first_due: 100_000,
             period: 50_000,
+            system_due: None,
         };
         assert_eq!(
-            stats.record_run(arming, 99_000, TICK),
+            stats.record_run(arming, 99_000),
             Some(Run {
                 sequence: 1,
                 due: 100_000,
@@ -197,7 +228,7 @@ mod tests {
         // Expiration 2 is due at 150k; the kernel fires a little early.
         assert_eq!(
             stats
-                .record_run(arming, 149_500, TICK)
+                .record_run(arming, 149_500)
                 .map(|r| (r.sequence, r.lateness)),
             Some((2, -500))
         );
@@ -205,14 +236,42 @@ mod tests {
     }
 
     #[test]
-    fn a_run_long_before_the_due_time_belongs_to_an_earlier_arming() {
+    fn an_absolute_arming_is_dated_by_its_first_run_with_the_clock_as_it_reads_then() {
+        // Armed for system time 5_000_000 when the clock read 1_000_000 at interrupt 100:
+        // estimated due 4_000_100. The clock then moved forward by 3_000_100.
+        let mut arming = Arming {
+            first_due: 4_000_100,
+            period: 1_000,
+            system_due: Some(5_000_000),
+        };
+        assert_eq!(arming.first_due_at(200, 4_000_200), 1_000_000);
+        // The first run comes at interrupt 1_000_300 (system 5_000_300): 300 late.
+        arming.date_first_run(1_000_300, 5_000_300);
+        assert_eq!((arming.first_due, arming.system_due), (1_000_000, None));
+        let mut stats = Stats::default();
+        let run = stats.record_run(arming, 1_000_300).unwrap();
+        assert_eq!((run.sequence, run.due, run.lateness), (1, 1_000_000, 300));
+        // Later periods are intervals: a clock change after the first run moves nothing.
+        arming.date_first_run(1_001_000, 9_999_999);
+        assert_eq!(arming.first_due, 1_000_000);
+        assert_eq!(arming.first_due_at(1_001_000, 9_999_999), 1_000_000);
+        let run = stats.record_run(arming, 1_001_000).unwrap();
+        assert_eq!((run.sequence, run.lateness), (2, 0));
+    }
+
+    #[test]
+    fn a_run_before_the_first_due_time_still_counts_once() {
+        // Runs reaching the statistics are the current arming's (the service filters the
+        // others), so an early one (the kernel may fire up to a tick early) is counted.
         let mut stats = Stats::default();
         let arming = Arming {
             first_due: 1_000_000,
             period: 0,
+            system_due: None,
         };
-        assert_eq!(stats.record_run(arming, 1_000_000 - TICK - 1, TICK), None);
-        assert_eq!(stats, Stats::default());
+        let run = stats.record_run(arming, 900_000).unwrap();
+        assert_eq!((run.sequence, run.lateness), (1, -100_000));
+        assert_eq!(stats.record_run(arming, 1_000_000), None);
     }
 
     #[test]
@@ -221,15 +280,18 @@ mod tests {
         let arming = Arming {
             first_due: i64::MIN,
             period: 1,
+            system_due: None,
         };
-        let run = stats.record_run(arming, i64::MAX, 0).unwrap();
+        let run = stats.record_run(arming, i64::MAX).unwrap();
         assert!(run.covered >= 1);
         let arming = Arming {
             first_due: i64::MAX,
             period: i64::MAX,
+            system_due: Some(i64::MIN),
         };
         let mut other = Stats::default();
-        assert!(other.record_run(arming, i64::MAX, i64::MAX).is_some());
+        assert!(other.record_run(arming, i64::MAX).is_some());
+        assert_eq!(arming.first_due_at(i64::MIN, i64::MAX), i64::MIN);
         assert_eq!(Stats::default().lateness_mean(), 0);
     }
 }

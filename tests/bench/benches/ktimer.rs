@@ -18,7 +18,8 @@
 //!    fixed set of pseudo-random inputs, natively (no libFuzzer, no sanitizer), with inline
 //!    and with threaded execution: the simulator's share of a fuzzing input.
 //! 5. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
-//!    request type, and the same IOCTL through the in-process host (`ktimer::host`).
+//!    request type, and the same IOCTL through the driver's `DriverEntry` on kernel-sim's KMDF
+//!    model (`kernel_sim::wdf::Framework` with inline driver calls: the KMDF shell and the model).
 //! 6. Under Wine (`tests/wine/run.sh`, docs/WINE.md): the Windows build of ktimer-test
 //!    against the driver's WDM test front end loaded by Wine's `ntoskrnl.exe` — the get-info
 //!    IOCTL round trip (p50/p99, timed in the app) and the driver's periodic timer lateness
@@ -35,8 +36,8 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig};
 use kernel_sim::{Config, Execution, KDPC, KTIMER, Kernel, LARGE_INTEGER, PVOID, ntddk};
-use ktimer::host::{Host, HostHandle};
 use ktimer::ioctl::{IoRequest, dispatch};
 use ktimer::kernel::irql::PassiveLevel;
 use ktimer::service::{Service, ServiceConfig};
@@ -126,11 +127,50 @@ fn wait_input(min_records: u32) -> Vec<u8> {
     })
 }
 
+/// The driver loaded through `DriverEntry` on the KMDF model, with one device. Dropping it
+/// removes the device and unloads the driver (handles must be closed first).
+struct Driver {
+    framework: Framework,
+    device: DeviceNode,
+}
+
+impl Driver {
+    fn load(kernel: &Kernel, config: ServiceConfig) -> Self {
+        {
+            let _entered = kernel.enter();
+            ktimer::sim_hooks::set_service_config(config);
+        }
+        // Inline driver calls: the cost measured is the shell's and the model's, not a
+        // thread hand-off per request.
+        let framework = Framework::new(
+            kernel,
+            &FrameworkConfig {
+                inline_driver_calls: true,
+                ..FrameworkConfig::default()
+            },
+        );
+        framework.load(ktimer::DRIVER_ENTRY).expect("loads");
+        let device = framework.add_device().expect("the device starts");
+        Self { framework, device }
+    }
+
+    fn open(&self) -> FileHandle {
+        self.framework.open(self.device, None).expect("opens")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.framework.remove_device(self.device);
+        assert_eq!(self.framework.unload(), Ok(()), "a clean unload");
+    }
+}
+
 /// `live` 1 ms periodic timers, `TIMERS_PER_HANDLE` per handle, all due at the next tick.
 struct Load {
     kernel: Kernel,
-    host: Host,
-    handles: Vec<HostHandle>,
+    host: Driver,
+    handles: Vec<FileHandle>,
 }
 
 impl Load {
@@ -141,12 +181,12 @@ impl Load {
             event_ring_capacity: ring,
             ..ServiceConfig::default()
         };
-        let host = Host::load(&kernel, config).expect("loads");
+        let host = Driver::load(&kernel, config);
         let mut handles = Vec::new();
         let create = encode(&periodic_1ms());
         for index in 0..live {
             if index % TIMERS_PER_HANDLE == 0 {
-                handles.push(host.open().expect("opens"));
+                handles.push(host.open());
             }
             let handle = handles.last().expect("opened above");
             let done = handle
@@ -269,7 +309,7 @@ fn expiry_allocations() {
         let runs = load.kernel.stats().dpc_runs - runs_before;
         let allocations = EXPIRY_ALLOCATIONS.load(Ordering::SeqCst) - allocations_before;
         let parked = waits.len();
-        let completed = waits.iter().filter(|io| io.is_complete()).count();
+        let completed = waits.iter().filter(|io| io.result().is_some()).count();
         assert_eq!(
             completed, parked,
             "every parked wait completed in the measured ticks"
@@ -298,15 +338,14 @@ fn deliver(reading: Reading, ticks: usize) -> (u64, f64, f64) {
     const LIVE: usize = 1000;
     const HANDLES: usize = 4;
     let kernel = kernel();
-    let host = Host::load(
+    let host = Driver::load(
         &kernel,
         ServiceConfig {
             event_ring_capacity: 1024,
             ..ServiceConfig::default()
         },
-    )
-    .expect("loads");
-    let handles: Vec<_> = (0..HANDLES).map(|_| host.open().expect("opens")).collect();
+    );
+    let handles: Vec<_> = (0..HANDLES).map(|_| host.open()).collect();
     let create = encode(&periodic_1ms());
     for index in 0..LIVE {
         let done = handles[index % HANDLES]
@@ -702,14 +741,14 @@ fn time_per_op(iterations: u32, mut op: impl FnMut()) -> f64 {
     started.elapsed().as_secs_f64() * 1e9 / f64::from(iterations)
 }
 
-/// A request to time: name, code, input for the direct service, input for the host's
-/// service (its own timer id), output length.
+/// A request to time: name, code, input for the direct service, input for the driver
+/// loaded on the KMDF model (its own timer id), output length.
 type DispatchCase<'a> = (&'static str, u32, &'a [u8], &'a [u8], usize);
 
 fn dispatch_cost() {
     const ITERATIONS: u32 = 200_000;
     println!("## IOCTL dispatch cost (ns per request)\n");
-    println!("| request | `ioctl::dispatch` direct | through `ktimer::host` |");
+    println!("| request | `ioctl::dispatch` direct | through `DriverEntry` on the KMDF model |");
     println!("| --- | ---: | ---: |");
     let kernel = kernel();
     let _entered = kernel.enter();
@@ -736,8 +775,8 @@ fn dispatch_cost() {
         timer_id,
     });
 
-    let host = Host::load(&kernel, ServiceConfig::default()).expect("loads");
-    let handle = host.open().expect("opens");
+    let host = Driver::load(&kernel, ServiceConfig::default());
+    let handle = host.open();
     let host_timer = handle
         .submit(IOCTL_KTIMER_CREATE, &create, 16)
         .result()
@@ -778,9 +817,11 @@ fn dispatch_cost() {
     }
     println!();
     drop(handle);
-    drop(host);
+    // The direct service first: the driver's unload runs the kernel's unload checks, which
+    // see every timer of this kernel.
     service.close(file, &passive);
     service.unload(&passive);
+    drop(host);
 }
 
 /// The number after `"key":` in `json`, searching from the start.
@@ -911,7 +952,7 @@ fn machine() {
     println!("machine: {cores} logical CPUs, {cpu}\n");
 }
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [mode, live] = args.as_slice()
         && mode == "callgrind-child"

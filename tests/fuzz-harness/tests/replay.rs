@@ -12,6 +12,8 @@
 //!   then halts a simulated processor and fails the replay with the bug check, instead of
 //!   stopping the process as inline execution does.
 
+#![cfg(not(windows))]
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

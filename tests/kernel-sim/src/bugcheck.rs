@@ -121,6 +121,50 @@ pub mod codes {
     /// value (or 0), P4 = routine id.
     pub const KERNEL_SECURITY_CHECK_FAILURE: u32 = 0x139;
 
+    /// `WDF_VIOLATION`: the KMDF model's verifier (`crate::wdf`). P1 is one of the
+    /// `WDF_*` values below: those up to 0x10 are the framework's own (`wdfbugcodes.h`),
+    /// raised where real KMDF raises them; the `WDF_SIM_*` values (`0x5157_xxxx`) are the
+    /// simulator's choice for misuse that real KMDF only reports with a verifier break into
+    /// the debugger (`FxVerifierDbgBreakPoint`), never a bug check.
+    pub const WDF_VIOLATION: u32 = 0x10D;
+    /// `WDF_VIOLATION` P1 `WDF_REQUIRED_PARAMETER_IS_NULL`: P2 = which parameter (1-based),
+    /// P3 = the DDI ([`super::wdf_ddi`]).
+    pub const WDF_REQUIRED_PARAMETER_IS_NULL: u64 = 0x4;
+    /// `WDF_VIOLATION` P1 `WDF_INVALID_HANDLE`: a NULL handle or one of the wrong type.
+    /// P2 = the handle, P3 = the expected object type ([`super::wdf_object`]).
+    pub const WDF_INVALID_HANDLE: u64 = 0x5;
+    /// `WDF_VIOLATION` P1 `WDF_REQUEST_FATAL_ERROR`; P2 says which
+    /// ([`WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH`]).
+    pub const WDF_REQUEST_FATAL_ERROR: u64 = 0x6;
+    /// `WDF_REQUEST_FATAL_ERROR` P2: a buffered IOCTL completed with success and more
+    /// `Information` than its output buffer. P3 = the request, P4 = `Information`.
+    pub const WDF_REQUEST_FATAL_ERROR_INFORMATION_LENGTH_MISMATCH: u64 = 0x4;
+    /// `WDF_VIOLATION` P1 `WDF_OBJECT_ERROR`: framework objects still alive when the driver
+    /// object is deleted at unload. P2 = one leaked handle, P3 = its object type, P4 = how
+    /// many leaked.
+    pub const WDF_OBJECT_ERROR: u64 = 0x7;
+    /// Simulator's choice (real KMDF: verifier break, undefined behaviour after): a request
+    /// handle used after its completion, or a handle that names no live object. P2 = the
+    /// handle, P3 = the DDI.
+    pub const WDF_SIM_STALE_HANDLE: u64 = 0x5157_0001;
+    /// Simulator's choice (real KMDF: verifier break, then completes): a request completed
+    /// while still marked cancelable (its cancel routine could then run on a completed
+    /// request). P2 = the request.
+    pub const WDF_SIM_COMPLETE_WHILE_CANCELABLE: u64 = 0x5157_0002;
+    /// Simulator's choice (real KMDF: verifier break and `STATUS_INVALID_DEVICE_REQUEST`):
+    /// `WdfRequestMarkCancelableEx` on a request already cancelable, or
+    /// `WdfRequestUnmarkCancelable` on one never marked (or already unmarked). P2 = the
+    /// request, P3 = the DDI.
+    pub const WDF_SIM_CANCELABLE_STATE: u64 = 0x5157_0003;
+    /// Simulator's choice (real KMDF: verifier break and `STATUS_INVALID_DEVICE_REQUEST`
+    /// where the DDI returns a status): a DDI called above its documented IRQL. P2 = the
+    /// IRQL, P3 = the maximum, P4 = the DDI.
+    pub const WDF_SIM_DDI_IRQL: u64 = 0x5157_0004;
+    /// Simulator's choice (real KMDF: the removal waits, with a verifier break after its
+    /// timeout): a request still owned by the driver when device removal has waited
+    /// [`crate::wdf::FrameworkConfig::removal_timeout`]. P2 = the request.
+    pub const WDF_SIM_REQUEST_OWNED_AT_REMOVAL: u64 = 0x5157_0005;
+
     /// `KERNEL_SECURITY_CHECK_FAILURE` P1: corrupt list entry.
     pub const FAST_FAIL_CORRUPT_LIST_ENTRY: u64 = 3;
     /// `KERNEL_SECURITY_CHECK_FAILURE` P1: invalid argument.
@@ -146,9 +190,68 @@ pub mod codes {
             }
             DPC_WATCHDOG_VIOLATION => "DPC_WATCHDOG_VIOLATION",
             KERNEL_SECURITY_CHECK_FAILURE => "KERNEL_SECURITY_CHECK_FAILURE",
+            WDF_VIOLATION => "WDF_VIOLATION",
             _ => "driver-raised",
         }
     }
+}
+
+/// Stable numbers for the KMDF model's DDIs, carried in `WDF_VIOLATION` parameters.
+pub mod wdf_ddi {
+    /// `WdfDriverCreate`.
+    pub const DRIVER_CREATE: u64 = 0x101;
+    /// `WdfDeviceInitSetFileObjectConfig`.
+    pub const DEVICE_INIT_SET_FILE_OBJECT_CONFIG: u64 = 0x102;
+    /// `WdfDeviceInitSetRequestAttributes`.
+    pub const DEVICE_INIT_SET_REQUEST_ATTRIBUTES: u64 = 0x103;
+    /// `WdfDeviceInitAssignName`.
+    pub const DEVICE_INIT_ASSIGN_NAME: u64 = 0x104;
+    /// `WdfDeviceInitAssignSDDLString`.
+    pub const DEVICE_INIT_ASSIGN_SDDL_STRING: u64 = 0x105;
+    /// `WdfDeviceCreate`.
+    pub const DEVICE_CREATE: u64 = 0x106;
+    /// `WdfDeviceCreateDeviceInterface`.
+    pub const DEVICE_CREATE_DEVICE_INTERFACE: u64 = 0x107;
+    /// `WdfDeviceCreateSymbolicLink`.
+    pub const DEVICE_CREATE_SYMBOLIC_LINK: u64 = 0x108;
+    /// `WdfIoQueueCreate`.
+    pub const IO_QUEUE_CREATE: u64 = 0x109;
+    /// `WdfIoQueueGetDevice`.
+    pub const IO_QUEUE_GET_DEVICE: u64 = 0x10A;
+    /// `WdfFileObjectGetDevice`.
+    pub const FILE_OBJECT_GET_DEVICE: u64 = 0x10B;
+    /// `WdfFileObjectGetFileName`.
+    pub const FILE_OBJECT_GET_FILE_NAME: u64 = 0x10C;
+    /// `WdfRequestGetFileObject`.
+    pub const REQUEST_GET_FILE_OBJECT: u64 = 0x10D;
+    /// `WdfRequestRetrieveInputBuffer`.
+    pub const REQUEST_RETRIEVE_INPUT_BUFFER: u64 = 0x10E;
+    /// `WdfRequestRetrieveOutputBuffer`.
+    pub const REQUEST_RETRIEVE_OUTPUT_BUFFER: u64 = 0x10F;
+    /// `WdfRequestComplete` / `WdfRequestCompleteWithInformation`.
+    pub const REQUEST_COMPLETE: u64 = 0x110;
+    /// `WdfRequestMarkCancelableEx`.
+    pub const REQUEST_MARK_CANCELABLE_EX: u64 = 0x111;
+    /// `WdfRequestUnmarkCancelable`.
+    pub const REQUEST_UNMARK_CANCELABLE: u64 = 0x112;
+    /// `WdfObjectGetTypedContextWorker`.
+    pub const OBJECT_GET_TYPED_CONTEXT_WORKER: u64 = 0x113;
+}
+
+/// The object types the KMDF model names in `WDF_VIOLATION` parameters.
+pub mod wdf_object {
+    /// A WDFDRIVER.
+    pub const DRIVER: u64 = 1;
+    /// A WDFDEVICE.
+    pub const DEVICE: u64 = 2;
+    /// A WDFQUEUE.
+    pub const QUEUE: u64 = 3;
+    /// A WDFFILEOBJECT.
+    pub const FILE_OBJECT: u64 = 4;
+    /// A WDFREQUEST.
+    pub const REQUEST: u64 = 5;
+    /// Any object (`WDFOBJECT`).
+    pub const ANY: u64 = 0;
 }
 
 /// Stable numbers for the kernel routines, carried in bug check parameters (P4) so a test

@@ -4,8 +4,11 @@
 //! The crate mirrors wdk-sys' module structure so the driver's seam is a list of `pub use`:
 //! types and constants at the crate root, kernel routines in [`ntddk`]. The control API for
 //! tests ([`Kernel`], [`Config`], [`Kernel::advance`], [`catch_bug_check`], pool accounting,
-//! the event log) is also at the root. docs/SIMULATOR.md describes what is modelled, the
-//! deterministic scheduling rules and every verifier check.
+//! the event log) is also at the root. [`wdf`] is the KMDF model: the framework a KMDF
+//! driver's callbacks run on (types at the root like wdk-sys', DDIs through
+//! [`call_unsafe_wdf_function_binding!`]) and the simulated I/O and `PnP` managers that load
+//! and drive the driver. docs/SIMULATOR.md describes what is modelled, the deterministic
+//! scheduling rules and every verifier check.
 //!
 //! ```
 //! use kernel_sim::{Config, Kernel, LARGE_INTEGER, KTIMER, ntddk};
@@ -28,12 +31,14 @@ mod kernel;
 pub mod ntddk;
 mod trace;
 mod types;
+pub mod wdf;
 
 pub use bugcheck::{BugCheck, catch_bug_check};
 pub use kernel::{
     COALESCING_BOUNDARIES_MS, Clock, Config, DEFAULT_BOOT_SYSTEM_TIME, DEFAULT_TIME_INCREMENT,
     Entered, Execution, Kernel, PERFORMANCE_FREQUENCY, PoolStats, Stats, TagUsage,
-    current_kernel_id, current_processor, in_callback, print,
+    current_kernel_id, current_processor, in_callback, print, wall_time_budget,
 };
 pub use trace::{Event, ObjectId, TraceEvent};
 pub use types::*;
+pub use wdf::types::*;

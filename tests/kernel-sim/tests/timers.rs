@@ -281,3 +281,36 @@ fn absolute_periodic_timer_after_a_year_long_clock_jump_expires_once_per_tick() 
     );
     assert!(timer.cancel());
 }
+
+#[test]
+fn absolute_periodic_timer_later_periods_are_intervals_that_ignore_clock_changes() {
+    let kernel = Kernel::new(Config {
+        time_increment: 10_000, // 1 ms ticks
+        ..Config::default()
+    });
+    let _bound = kernel.enter();
+    let (timer, dpc) = (Timer::notification(), Dpc::new());
+    timer.set(due(kernel.system_time() + 10 * MS), 10, Some(&dpc));
+    kernel.advance(Duration::from_millis(10));
+    assert_eq!(
+        dpc.runs(),
+        1,
+        "the first expiry is when the system clock reads the due time"
+    );
+    // After the first expiry the period is an interval: moving the clock does not move it.
+    kernel.set_system_time(kernel.system_time() + 1000 * MS);
+    kernel.advance(Duration::from_millis(9));
+    assert_eq!(dpc.runs(), 1, "not due before one period of interrupt time");
+    kernel.advance(Duration::from_millis(1));
+    assert_eq!(dpc.runs(), 2);
+    kernel.set_system_time(kernel.system_time() - 5000 * MS);
+    kernel.advance(Duration::from_millis(10));
+    assert_eq!(
+        dpc.runs(),
+        3,
+        "moving the clock back does not delay it either"
+    );
+    let at: Vec<u64> = dpc.probe.log().iter().map(|r| r.at).collect();
+    assert_eq!(at, [100_000, 200_000, 300_000]);
+    assert!(timer.cancel());
+}

@@ -583,7 +583,7 @@ fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
 #[test]
 fn a_dpc_that_keeps_requeuing_itself_beyond_the_budget_bugchecks_0x133_cumulative() {
     let kernel = Kernel::new(Config {
-        dpc_watchdog: Duration::from_secs(60),
+        dpc_watchdog: Duration::from_mins(1),
         dpc_watchdog_cumulative: Duration::from_millis(20),
         time_increment: 10_000,
         ..Config::default()

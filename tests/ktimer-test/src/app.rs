@@ -5,8 +5,8 @@ use std::io::{IsTerminal as _, Write as _};
 use std::time::Duration;
 
 use crate::cli::{
-    self, Command, EXIT_DEVICE_ERROR, EXIT_FAILED, EXIT_NO_DEVICE, EXIT_PASSED, EXIT_USAGE,
-    RunOptions,
+    self, Command, EXIT_DEVICE_ERROR, EXIT_FAILED, EXIT_NO_DEVICE, EXIT_NOTHING_PASSED,
+    EXIT_PASSED, EXIT_USAGE, RunOptions,
 };
 use crate::client::Client;
 use crate::clock::Clock;
@@ -149,6 +149,8 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
     };
     if report.success() {
         EXIT_PASSED
+    } else if report.nothing_passed() {
+        EXIT_NOTHING_PASSED
     } else {
         EXIT_FAILED
     }
@@ -160,9 +162,26 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
 /// [`OpenError`] if the device is missing or cannot be opened.
 pub fn open_backend(sim: bool) -> Result<Backend, OpenError> {
     if sim {
-        return crate::sim::real_time_backend();
+        return sim_backend();
     }
     device_backend()
+}
+
+#[cfg(not(windows))]
+fn sim_backend() -> Result<Backend, OpenError> {
+    crate::sim::real_time_backend()
+}
+
+/// On a Windows host the app is built without the driver's simulator binding (the driver's
+/// Windows build is the KMDF driver): `--sim` points to where it runs.
+#[cfg(windows)]
+fn sim_backend() -> Result<Backend, OpenError> {
+    Err(OpenError::Failed(
+        "--sim: the simulator backend is for Linux/WSL (on Windows the driver builds as the \
+         KMDF driver, not on the kernel simulator); run `ktimer-test --sim` there, or run \
+         `ktimer-test` without --sim against the installed device"
+            .to_owned(),
+    ))
 }
 
 #[cfg(windows)]
@@ -367,6 +386,16 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    #[cfg(windows)]
+    #[test]
+    fn sim_on_windows_says_where_the_simulator_runs() {
+        let (code, out, err) = run(&["--sim", "--quiet", "--scenario", "handshake"]);
+        assert_eq!(code, EXIT_DEVICE_ERROR);
+        assert!(err.contains("Linux/WSL"), "{err}");
+        assert!(out.is_empty(), "{out}");
+    }
+
+    #[cfg(not(windows))]
     #[test]
     fn a_selected_scenario_runs_on_the_simulator_and_exits_0() {
         // Real time, but the handshake lets no time pass.
@@ -374,10 +403,39 @@ mod tests {
         assert_eq!(code, EXIT_PASSED, "{out}{err}");
         assert!(out.contains("result: 1 passed, 0 failed"), "{out}");
         assert!(
-            out.contains("unload: driver unloaded: no bug check, no leaked pool"),
+            out.contains("unload: driver unloaded (device removed, EvtDriverUnload): no bug check, no leaked framework object or pool"),
             "{out}"
         );
         assert!(err.is_empty(), "{err}");
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn a_run_in_which_every_scenario_was_skipped_does_not_exit_0() {
+        let (code, out, _) = run(&[
+            "--sim",
+            "--quiet",
+            "--scenario",
+            "handshake",
+            "--skip",
+            "handshake=not on this backend",
+        ]);
+        assert_eq!(code, EXIT_NOTHING_PASSED, "{out}");
+        assert!(
+            out.contains("result: 0 passed, 0 failed, 1 skipped: nothing passed"),
+            "{out}"
+        );
+        let (code, out, _) = run(&[
+            "--sim",
+            "--json",
+            "--quiet",
+            "--scenario",
+            "handshake",
+            "--skip",
+            "handshake=not on this backend",
+        ]);
+        assert_eq!(code, EXIT_NOTHING_PASSED, "{out}");
+        assert!(out.contains("\"success\":false,\"passed\":0"), "{out}");
     }
 
     #[test]

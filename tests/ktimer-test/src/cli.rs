@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-/// Exit code: every selected scenario passed.
+/// Exit code: at least one scenario passed and none failed (skipped ones excepted).
 pub const EXIT_PASSED: u8 = 0;
 /// Exit code: at least one scenario failed.
 pub const EXIT_FAILED: u8 = 1;
@@ -13,6 +13,9 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NO_DEVICE: u8 = 3;
 /// Exit code: the device exists but could not be used (e.g. access denied).
 pub const EXIT_DEVICE_ERROR: u8 = 4;
+/// Exit code: nothing failed but nothing passed either (every selected scenario was
+/// skipped): a run that checked nothing must not read as "all passed".
+pub const EXIT_NOTHING_PASSED: u8 = 5;
 
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +81,7 @@ Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
 
   --sim            run against the driver's timer service in-process on the kernel
                    simulator (real-time clock) instead of the installed device
+                   (Linux and WSL builds of the app only)
   --json           print the report as JSON on stdout
   --quiet          no progress line on stderr
   --scenario NAME  run only this scenario (repeatable; see --list)
@@ -97,8 +101,10 @@ Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
   --list           list the scenarios and exit
   --help           this text
 
-exit codes: 0 all passed, 1 a scenario failed, 2 bad command line,
-            3 no ktimer device, 4 the device could not be opened
+exit codes: 0 at least one scenario passed and none failed (skips excepted),
+            1 a scenario failed, 2 bad command line, 3 no ktimer device,
+            4 the device could not be opened,
+            5 nothing passed: every selected scenario was skipped
 "
     .to_owned()
 }

@@ -50,9 +50,23 @@ impl Report {
         self.results.iter().filter(|result| result.skipped).count()
     }
 
-    /// Whether every scenario passed and the unload (if checked) was clean.
+    /// Whether at least one scenario passed, none failed (skipped ones excepted), and the
+    /// warm-up and the unload (where checked) were clean. A run that passed nothing is not
+    /// a success, even if nothing failed.
     #[must_use]
     pub fn success(&self) -> bool {
+        self.clean() && self.passed() > 0
+    }
+
+    /// Nothing failed, but nothing passed either: every scenario was skipped (or none was
+    /// selected).
+    #[must_use]
+    pub fn nothing_passed(&self) -> bool {
+        self.clean() && self.passed() == 0
+    }
+
+    /// No failed scenario, warm-up or unload.
+    fn clean(&self) -> bool {
         self.failed() == 0
             && !matches!(self.unload, Some(Err(_)))
             && !matches!(self.warm_up, Some(Err(_)))
@@ -148,17 +162,20 @@ impl Report {
             }
             None => {}
         }
-        let _ = write!(
-            out,
-            "result: {} passed, {} failed",
-            self.passed(),
-            self.failed()
-        );
-        if self.skipped() > 0 {
-            let _ = write!(out, ", {} skipped", self.skipped());
-        }
-        let _ = writeln!(out);
+        let _ = writeln!(out, "{}", self.result_line());
         out
+    }
+
+    /// The text report's last line: the counts, and a warning when nothing passed.
+    fn result_line(&self) -> String {
+        let mut line = format!("result: {} passed, {} failed", self.passed(), self.failed());
+        if self.skipped() > 0 {
+            let _ = write!(line, ", {} skipped", self.skipped());
+        }
+        if self.nothing_passed() {
+            line.push_str(": nothing passed");
+        }
+        line
     }
 
     /// The report as one JSON object.

@@ -1,7 +1,9 @@
-//! The `--sim` backend: the driver's timer service loaded in-process on the kernel
-//! simulator through the driver's host (`ktimer::host`), which stands in for the I/O
-//! manager: the same dispatch entry as the KMDF shell, the same byte buffers as
-//! `DeviceIoControl`, pending waits cancellable like `CancelIoEx`.
+//! The `--sim` backend: the driver loaded in-process on the kernel simulator through its
+//! `DriverEntry` (`ktimer::DRIVER_ENTRY`) and the simulator's KMDF model
+//! (`kernel_sim::wdf::Framework`): a root-enumerated device added through
+//! `EvtDriverDeviceAdd`, handles opened through `EvtDeviceFileCreate`, every IOCTL sent to
+//! `EvtIoDeviceControl` with the byte buffers of `DeviceIoControl`, pending waits cancelled
+//! like `CancelIoEx`, unload by removing the device and calling `EvtDriverUnload`.
 //!
 //! `ktimer-test --sim` runs it on the simulator's real-time clock (a clock-interrupt thread
 //! ticking every 15.625 ms, Windows' default tick). The tests run it on the virtual clock,
@@ -9,9 +11,8 @@
 
 use std::time::Duration;
 
-use kernel_sim::{Config, Kernel};
-use ktimer::host::{Host, HostCompletion, HostHandle, HostIo};
-use ktimer::service::ServiceConfig;
+use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig, Io};
+use kernel_sim::{Config, Kernel, catch_bug_check};
 use ktimer_abi::status::{STATUS_CANCELLED, nt_success};
 
 use crate::app::Backend;
@@ -50,18 +51,32 @@ pub fn backend(config: Config) -> Result<Backend, OpenError> {
     let virtual_time = config.clock == kernel_sim::Clock::Virtual;
     let tick = config.time_increment;
     let kernel = Kernel::new(config);
-    let host = Host::load(&kernel, ServiceConfig::default()).map_err(|status| {
-        OpenError::Failed(format!(
-            "the simulated driver did not load: {}",
-            status_name(status)
-        ))
-    })?;
+    let framework = Framework::new(&kernel, &FrameworkConfig::default());
+    let loaded = catch_bug_check(|| {
+        framework.load(ktimer::DRIVER_ENTRY)?;
+        framework.add_device()
+    });
+    let device = match loaded {
+        Ok(Ok(device)) => device,
+        Ok(Err(status)) => {
+            return Err(OpenError::Failed(format!(
+                "the simulated driver did not load: {}",
+                status_name(status)
+            )));
+        }
+        Err(bug_check) => {
+            return Err(OpenError::Failed(format!(
+                "the simulated kernel bug-checked while loading the driver: {bug_check}"
+            )));
+        }
+    };
     let clock_name = if virtual_time { "virtual" } else { "real-time" };
     let device = SimDevice {
-        host,
+        framework,
+        device,
         virtual_time,
         description: format!(
-            "simulator: the driver's timer service in-process on kernel-sim ({clock_name} \
+            "simulator: the driver through DriverEntry on kernel-sim's KMDF model ({clock_name} \
              clock, tick {})",
             crate::stats::format_ms(i64::from(tick))
         ),
@@ -95,18 +110,23 @@ impl Clock for SimClock {
     }
 }
 
-/// The service loaded on the simulator.
+/// The driver loaded on the simulator, with its one device.
 struct SimDevice {
-    host: Host,
+    framework: Framework,
+    device: DeviceNode,
     virtual_time: bool,
     description: String,
 }
 
 impl Device for SimDevice {
     fn open(&self) -> Result<Box<dyn Handle>, OpenError> {
-        let handle = self.host.open().map_err(|status| {
-            OpenError::Failed(format!("open refused: {}", status_name(status)))
-        })?;
+        let handle = catch_bug_check(|| self.framework.open(self.device, None))
+            .map_err(|bug_check| {
+                OpenError::Failed(format!("the simulated kernel bug-checked: {bug_check}"))
+            })?
+            .map_err(|status| {
+                OpenError::Failed(format!("open refused: {}", status_name(status)))
+            })?;
         Ok(Box::new(SimHandle {
             handle,
             virtual_time: self.virtual_time,
@@ -118,23 +138,22 @@ impl Device for SimDevice {
     }
 
     fn unload(&self) -> Option<Result<String, String>> {
-        self.host.unload();
-        let kernel = self.host.kernel();
-        if let Some(bug_check) = kernel.bug_check() {
+        let removed = catch_bug_check(|| self.framework.remove_device(self.device));
+        if let Err(bug_check) = removed {
             return Some(Err(format!(
-                "the simulated kernel bug-checked: {bug_check:?}"
+                "the simulated kernel bug-checked: {bug_check}"
             )));
         }
-        Some(match kernel.unload() {
-            Ok(()) => Ok("driver unloaded: no bug check, no leaked pool".to_owned()),
+        Some(match self.framework.unload() {
+            Ok(()) => Ok("driver unloaded (device removed, EvtDriverUnload): no bug check, no leaked framework object or pool".to_owned()),
             Err(bug_check) => Err(format!("driver unload failed the verifier: {bug_check:?}")),
         })
     }
 }
 
-/// One handle opened through the host.
+/// One handle opened through the simulated I/O manager.
 struct SimHandle {
-    handle: HostHandle,
+    handle: FileHandle,
     virtual_time: bool,
 }
 
@@ -187,10 +206,10 @@ impl Handle for SimHandle {
     }
 }
 
-/// A request sent through the host.
-struct SimRequest(HostIo);
+/// A request sent through the simulated I/O manager.
+struct SimRequest(Io);
 
-fn completion_of(done: HostCompletion) -> Completion {
+fn completion_of(done: kernel_sim::wdf::Completion) -> Completion {
     if nt_success(done.status) {
         Completion::Done(done.output)
     } else {

@@ -2,7 +2,10 @@
 //!
 //! Discovery follows the KMDF echo sample's app: the device interface list for the driver's
 //! interface GUID (`CM_Get_Device_Interface_List_SizeW` / `CM_Get_Device_Interface_ListW`),
-//! falling back to the driver's symbolic link. Every request is overlapped (the handle is
+//! falling back to the driver's symbolic link. When neither opens, the configuration manager
+//! is asked about devices of the driver's hardware id (`CM_Get_DevNode_Status`), so that an
+//! installed device that did not start (problem code 52, unsigned; 39, failed to load) is
+//! reported as such rather than as "not installed" ([`crate::install`]). Every request is overlapped (the handle is
 //! opened with `FILE_FLAG_OVERLAPPED`) so that waits can pend and be cancelled with
 //! `CancelIoEx`, and so that the driver's exact NTSTATUS can be read from the completed
 //! `OVERLAPPED`.
@@ -18,8 +21,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Devices::DeviceAndDriverInstallation::{
-    CM_GET_DEVICE_INTERFACE_LIST_PRESENT, CM_Get_Device_Interface_List_SizeW,
-    CM_Get_Device_Interface_ListW, CR_BUFFER_SMALL, CR_SUCCESS,
+    CM_DRP_HARDWAREID, CM_GET_DEVICE_INTERFACE_LIST_PRESENT, CM_GETIDLIST_FILTER_NONE,
+    CM_Get_DevNode_Registry_PropertyW, CM_Get_DevNode_Status, CM_Get_Device_ID_List_SizeW,
+    CM_Get_Device_ID_ListW, CM_Get_Device_Interface_List_SizeW, CM_Get_Device_Interface_ListW,
+    CM_LOCATE_DEVNODE_PHANTOM, CM_Locate_DevNodeW, CR_BUFFER_SMALL, CR_NO_SUCH_DEVINST, CR_SUCCESS,
+    DN_HAS_PROBLEM, DN_STARTED,
 };
 use windows_sys::Win32::Foundation::{
     ERROR_ACCESS_DENIED, ERROR_FILE_NOT_FOUND, ERROR_IO_PENDING, ERROR_PATH_NOT_FOUND, FALSE,
@@ -38,6 +44,7 @@ use windows_sys::core::GUID;
 
 use crate::clock::units_100ns;
 use crate::device::{Completion, Device, Handle, IoFailure, NtStatus, OpenError, PendingRequest};
+use crate::install::{DeviceState, InstalledDevice, missing_device_line, names_hardware_id};
 use crate::user_timer::{UserTimer, signed_lateness};
 
 /// The Win32 error the system reports for `status` (`RtlNtStatusToDosError`).
@@ -57,10 +64,6 @@ fn last_error() -> u32 {
 fn wide(text: &str) -> Vec<u16> {
     text.encode_utf16().chain(std::iter::once(0)).collect()
 }
-
-/// How to install the driver, for the "device missing" line.
-const INSTALL_HINT: &str = "install the ktimer driver package (pnputil /add-driver ktimer.inf \
-     /install, then create the root-enumerated device; see docs/WINDOWS.md) and retry";
 
 /// The installed ktimer device.
 #[derive(Debug)]
@@ -122,10 +125,12 @@ impl WindowsDevice {
         if raw == INVALID_HANDLE_VALUE {
             let error = last_error();
             return Err(match error {
-                ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => OpenError::NotFound(format!(
-                    "no ktimer device found ({} {} is missing): {INSTALL_HINT}",
-                    self.found_by, self.shown
-                )),
+                ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => {
+                    // Installed but not started (unsigned, failed to load) looks the same from
+                    // here: ask the configuration manager before saying "install it".
+                    let missing = format!("{} {}", self.found_by, self.shown);
+                    OpenError::NotFound(missing_device_line(&missing, &installed_devices()))
+                }
                 ERROR_ACCESS_DENIED => OpenError::Failed(format!(
                     "access to {} denied: the device admits only Administrators and SYSTEM; \
                      run ktimer-test from an elevated prompt",
@@ -209,6 +214,109 @@ fn interface_paths(guid: &GUID) -> Result<Vec<String>, u32> {
             .collect());
     }
     Err(CR_BUFFER_SMALL)
+}
+
+/// Every device instance the system knows (present or not) with the driver's hardware id,
+/// and its state. Empty if there is none or the configuration manager cannot be asked.
+fn installed_devices() -> Vec<InstalledDevice> {
+    let Ok(ids) = device_instance_ids() else {
+        return Vec::new();
+    };
+    ids.into_iter()
+        .filter_map(|instance_id| {
+            let wide_id = wide(&instance_id);
+            let mut devinst: u32 = 0;
+            // SAFETY: `devinst` is valid for a write; `wide_id` is NUL-terminated and
+            // outlives the call. PHANTOM also finds devices that are not present.
+            let located = unsafe {
+                CM_Locate_DevNodeW(
+                    &raw mut devinst,
+                    wide_id.as_ptr(),
+                    CM_LOCATE_DEVNODE_PHANTOM,
+                )
+            };
+            if located != CR_SUCCESS || !has_driver_hardware_id(devinst) {
+                return None;
+            }
+            Some(InstalledDevice {
+                instance_id,
+                state: devnode_state(devinst),
+            })
+        })
+        .collect()
+}
+
+/// Every device instance id, present or not.
+fn device_instance_ids() -> Result<Vec<String>, u32> {
+    for _attempt in 0..8 {
+        let mut length: u32 = 0;
+        // SAFETY: `length` is valid for a write; a null filter with FILTER_NONE asks for
+        // every device instance.
+        let result = unsafe {
+            CM_Get_Device_ID_List_SizeW(&raw mut length, ptr::null(), CM_GETIDLIST_FILTER_NONE)
+        };
+        if result != CR_SUCCESS {
+            return Err(result);
+        }
+        let mut buffer = vec![0_u16; usize::try_from(length).map_err(|_| CR_BUFFER_SMALL)?];
+        // SAFETY: `buffer` holds `length` UTF-16 units, the length passed in.
+        let result = unsafe {
+            CM_Get_Device_ID_ListW(
+                ptr::null(),
+                buffer.as_mut_ptr(),
+                length,
+                CM_GETIDLIST_FILTER_NONE,
+            )
+        };
+        if result == CR_BUFFER_SMALL {
+            continue;
+        }
+        if result != CR_SUCCESS {
+            return Err(result);
+        }
+        return Ok(buffer
+            .split(|&unit| unit == 0)
+            .take_while(|entry| !entry.is_empty())
+            .map(String::from_utf16_lossy)
+            .collect());
+    }
+    Err(CR_BUFFER_SMALL)
+}
+
+/// Whether the devnode's hardware ids include the driver's.
+fn has_driver_hardware_id(devinst: u32) -> bool {
+    // Hardware ids are short; 2 KiB of UTF-16 holds many of them.
+    let mut buffer = vec![0_u16; 1024];
+    let mut bytes = u32::try_from(buffer.len() * 2).unwrap_or(0);
+    let mut kind: u32 = 0;
+    // SAFETY: `buffer` is valid for `bytes` bytes of writes; `kind` and `bytes` for one
+    // write each.
+    let result = unsafe {
+        CM_Get_DevNode_Registry_PropertyW(
+            devinst,
+            CM_DRP_HARDWAREID,
+            &raw mut kind,
+            buffer.as_mut_ptr().cast(),
+            &raw mut bytes,
+            0,
+        )
+    };
+    result == CR_SUCCESS && names_hardware_id(&buffer)
+}
+
+/// The devnode's state, from `CM_Get_DevNode_Status`.
+fn devnode_state(devinst: u32) -> DeviceState {
+    let (mut status, mut problem) = (0_u32, 0_u32);
+    // SAFETY: both out-pointers are valid for a write.
+    let result = unsafe { CM_Get_DevNode_Status(&raw mut status, &raw mut problem, devinst, 0) };
+    match result {
+        CR_SUCCESS if status & DN_HAS_PROBLEM != 0 => DeviceState::Problem(problem),
+        CR_SUCCESS if status & DN_STARTED != 0 => DeviceState::Started,
+        CR_NO_SUCH_DEVINST => DeviceState::NotPresent,
+        // Present without a problem code, or a status that could not be read: say nothing
+        // more specific than "not started".
+        _ => DeviceState::NotStarted,
+    }
 }
 
 /// The file handle, shared with in-flight requests so they can be cancelled; `None` once

@@ -84,9 +84,10 @@ pub struct Config {
     /// Virtual (deterministic) or real-time clock.
     pub clock: Clock,
     /// Wall-clock budget for one DPC routine before `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 0).
+    /// Default 20 s ([`wall_time_budget`]: longer under Miri).
     pub dpc_watchdog: Duration,
     /// Wall-clock budget for one processor running DPCs back to back (a DPC storm) before
-    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1).
+    /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1). Default 120 s ([`wall_time_budget`]).
     pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
     /// `true`: each processor runs its own queue concurrently (inline: a processor may start
@@ -103,14 +104,32 @@ pub struct Config {
     pub execution: Execution,
 }
 
+/// How much longer a wall-clock budget is under Miri: its isolated clock advances 5 µs per
+/// interpreted basic block, where native code spends a few nanoseconds on one, so the same
+/// work takes about a thousand times more (virtual) wall time.
+const MIRI_WALL_TIME_SCALE: u32 = 1000;
+
+/// A wall-clock budget meant for native speed (a watchdog, a removal timeout, a test's
+/// "generous" wait), scaled up under Miri so that the interpreter's slowness cannot make it
+/// expire where a native run would not. Unchanged natively. Budgets a test sets to make a
+/// check fire are used as given.
+#[must_use]
+pub fn wall_time_budget(native: Duration) -> Duration {
+    if cfg!(miri) {
+        native.saturating_mul(MIRI_WALL_TIME_SCALE)
+    } else {
+        native
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             processors: 2,
             time_increment: DEFAULT_TIME_INCREMENT,
             clock: Clock::Virtual,
-            dpc_watchdog: Duration::from_secs(20),
-            dpc_watchdog_cumulative: Duration::from_secs(120),
+            dpc_watchdog: wall_time_budget(Duration::from_secs(20)),
+            dpc_watchdog_cumulative: wall_time_budget(Duration::from_mins(2)),
             parallel_dpcs: false,
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
@@ -198,6 +217,13 @@ impl<T> Clone for SendPtr<T> {
 
 impl<T> Copy for SendPtr<T> {}
 
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so that a closure captures the whole `SendPtr`).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 // SAFETY: the kernel never dereferences these pointers itself except where the ntddk
 // contract makes the caller guarantee validity; it only stores them and passes them back to
 // the driver's callbacks, exactly as the real kernel does across processors.
@@ -219,19 +245,13 @@ impl Due {
             Due::System(s) => u64::try_from(s.saturating_sub(system_offset)).unwrap_or(0),
         }
     }
-
-    fn plus(self, delta: u64) -> Self {
-        match self {
-            Due::Interrupt(t) => Due::Interrupt(t.saturating_add(delta)),
-            Due::System(s) => {
-                Due::System(s.saturating_add(i64::try_from(delta).unwrap_or(i64::MAX)))
-            }
-        }
-    }
 }
 
-/// The first due time on `due`'s grid of `period` that lies after `limit` (interrupt time):
-/// computed, not stepped, so a large jump of the system clock cannot stall the tick.
+/// The first due time on `due`'s grid of `period` that lies after `limit`, in interrupt
+/// time: computed, not stepped, so a large jump of the system clock cannot stall the tick.
+/// Later periods are intervals of interrupt time (the model this project follows, not
+/// measured on Windows), so an absolute timer's next due time is interrupt time: later clock
+/// changes do not move it.
 fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
     let current = due.interrupt(system_offset);
     let periods = if current > limit {
@@ -239,7 +259,7 @@ fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
     } else {
         (limit - current) / period + 1
     };
-    due.plus(periods.saturating_mul(period))
+    Due::Interrupt(current.saturating_add(periods.saturating_mul(period)))
 }
 
 /// The coalescing grid of `KeSetCoalescableTimer`: the largest of these boundaries (in ms)
@@ -400,6 +420,49 @@ thread_local! {
     static CALLBACK_DEPTH: Cell<u32> = const { Cell::new(0) };
     static PROCESSOR: Cell<Option<usize>> = const { Cell::new(None) };
     static THREAD_TOKEN: Cell<u64> = const { Cell::new(0) };
+    static DRIVER_FRAMES: Cell<u32> = const { Cell::new(0) };
+    static INLINE_DRIVER_CALLS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread, until dropped, as calling the driver inline (the KMDF model's
+/// `FrameworkConfig::inline_driver_calls`): a bug check raised inside a driver callback then
+/// stops the whole process (after printing it), as nothing could observe it otherwise.
+pub(crate) struct InlineDriverCalls(bool);
+
+impl InlineDriverCalls {
+    pub(crate) fn enter() -> Self {
+        Self(INLINE_DRIVER_CALLS.with(|inline| inline.replace(true)))
+    }
+}
+
+impl Drop for InlineDriverCalls {
+    fn drop(&mut self) {
+        let _ = INLINE_DRIVER_CALLS.try_with(|inline| inline.set(self.0));
+    }
+}
+
+/// Marks the calling thread as inside a driver callback the KMDF model called (an
+/// `extern "C"` frame that must not be unwound through) until dropped: a bug check raised
+/// meanwhile stops this thread, as one on a processor running a DPC does.
+pub(crate) struct DriverFrame(());
+
+impl DriverFrame {
+    pub(crate) fn enter() -> Self {
+        DRIVER_FRAMES.with(|frames| frames.set(frames.get() + 1));
+        Self(())
+    }
+}
+
+impl Drop for DriverFrame {
+    fn drop(&mut self) {
+        let _ = DRIVER_FRAMES.try_with(|frames| frames.set(frames.get().saturating_sub(1)));
+    }
+}
+
+fn in_driver_frame() -> bool {
+    DRIVER_FRAMES
+        .try_with(|frames| frames.get() > 0)
+        .unwrap_or(false)
 }
 
 /// The calling thread's IRQL.
@@ -999,15 +1062,24 @@ impl Inner {
         }
         drop(st);
         self.changed.notify_all();
-        if halt.is_some() {
-            if self.inline {
-                // The callback runs on the thread that drives the kernel (the test's): it
-                // cannot unwind (`extern "C"`) and must not halt (the test would hang).
+        let driver_frame = in_driver_frame();
+        if halt.is_some() || driver_frame {
+            // A callback running on the thread that drives the kernel (a DPC under
+            // `Execution::Inline`, a KMDF callback under `inline_driver_calls`) cannot unwind
+            // (`extern "C"`) and must not park (the caller would hang): the process stops.
+            if halt.is_some() && self.inline {
                 eprintln!(
                     "kernel-sim: {bug_check} inside a driver callback running inline; a \
                      callback cannot unwind, so the process stops (Execution::Threaded halts \
                      the simulated processor instead)"
                 );
+                std::process::abort();
+            }
+            if halt.is_none()
+                && driver_frame
+                && INLINE_DRIVER_CALLS.try_with(Cell::get).unwrap_or(false)
+            {
+                eprintln!("kernel-sim: {bug_check} inside a driver callback called inline");
                 std::process::abort();
             }
             // Unwinding out of the driver's `extern "C"` callback would abort the process:

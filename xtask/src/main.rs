@@ -1,0 +1,998 @@
+//! Project commands, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
+//!
+//! `cargo xtask derive --name <name> --out <dir>` makes a new driver project from this one:
+//! a copy of the repository (without `target/` and `.git/`) in which the template's own names
+//! are replaced — package and crate names, the device, symbolic-link and hardware-ID names,
+//! the INX (file name, sections, service, strings), the device interface GUID (a new one),
+//! the pool tags and the IOCTL device type — so that the new driver can be installed next to
+//! this one. The derivation is driven by an explicit list of the template's identifiers
+//! ([`Template`]). It refuses to run, and writes nothing, when an identifier is missing where
+//! it is expected (the template changed under the list) or when an old name would survive in
+//! the copy; it refuses an output directory that exists.
+
+use std::collections::hash_map::RandomState;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{SystemTime, UNIX_EPOCH};
+use std::{env, fs};
+
+const USAGE: &str = "\
+usage: cargo xtask derive --name <name> --out <dir> [options]
+
+Copies this driver project to <dir> (which must not exist) under new names.
+
+  --name <name>              package, crate, .sys, service and INX name: lower-case letters
+                             and digits, starting with a letter (e.g. tickdrv)
+  --out <dir>                where the new project goes; refused if it exists
+  --display-name <Name>      device, symbolic-link and hardware-ID name
+                             (default: <name> with a capital first letter)
+  --pool-tag-prefix <XY>     two letters or digits that start the driver's pool tags
+                             (default: the display name's first two)
+  --device-type <0xNNNN>     IOCTL device type, 0x8000..=0xFFFF (default: random)
+  --interface-guid <GUID>    device interface GUID (default: a new random one)
+";
+
+/// The template's own identifiers: what [`derive`] replaces. Change this when the template's
+/// names change; a derivation whose identifiers are not where this list expects them fails.
+struct Template {
+    /// Package, crate, binary, service and INX name (`ktimer`, `ktimer-abi`, `ktimer_abi`, ...).
+    name: &'static str,
+    /// Device, symbolic-link and hardware-ID name; INX section names.
+    display: &'static str,
+    /// Device interface GUID, as text.
+    interface_guid: &'static str,
+    /// IOCTL device type, as written in the sources (also the top half of every IOCTL code).
+    device_type: &'static str,
+    /// Pool tags.
+    pool_tags: &'static [&'static str],
+    /// Identifiers that contain the upper-case name but belong to the kernel (Windows'
+    /// timer object), never renamed.
+    kernel_names: &'static [&'static str],
+}
+
+const TEMPLATE: Template = Template {
+    name: "ktimer",
+    display: "KTimer",
+    interface_guid: "E7A5882E-BD5A-4A1F-8C79-BBD912892923",
+    device_type: "0x8A7E",
+    pool_tags: &["KTsv", "KTwf"],
+    kernel_names: &["KTIMER", "PKTIMER", "PRKTIMER", "_KTIMER", "KTIMERs"],
+};
+
+/// One replacement, and the files (relative, `/`-separated) where its old text must occur.
+struct Rule {
+    what: &'static str,
+    old: String,
+    new: String,
+    expected_in: Vec<&'static str>,
+}
+
+/// The new driver's identity.
+#[derive(Debug, PartialEq, Eq)]
+struct Identity {
+    name: String,
+    display: String,
+    pool_tag_prefix: String,
+    device_type: u16,
+    interface_guid: u128,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = env::args_os().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[OsString]) -> Result<(), String> {
+    let args: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            arg.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("argument is not UTF-8: {}", arg.to_string_lossy()))
+        })
+        .collect::<Result<_, _>>()?;
+    match args.split_first() {
+        Some((command, rest)) if command == "derive" => {
+            if rest.iter().any(|arg| arg == "--help" || arg == "-h") {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            let (identity, out) = parse_derive(rest)?;
+            let source = template_root()?;
+            derive(&source, &out, &identity)?;
+            after_derive(&out);
+            print_summary(&out, &identity);
+            Ok(())
+        }
+        Some((help, _)) if help == "--help" || help == "-h" || help == "help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some((other, _)) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+        None => Err(format!("no command\n\n{USAGE}")),
+    }
+}
+
+/// The repository this xtask belongs to.
+fn template_root() -> Result<PathBuf, String> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .ok_or("the xtask package has no parent directory")?;
+    fs::canonicalize(root).map_err(|error| format!("{}: {error}", root.display()))
+}
+
+fn parse_derive(args: &[String]) -> Result<(Identity, PathBuf), String> {
+    let mut name = None;
+    let mut out = None;
+    let mut display = None;
+    let mut pool_tag_prefix = None;
+    let mut device_type = None;
+    let mut interface_guid = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let slot = match flag.as_str() {
+            "--name" => &mut name,
+            "--out" => &mut out,
+            "--display-name" => &mut display,
+            "--pool-tag-prefix" => &mut pool_tag_prefix,
+            "--device-type" => &mut device_type,
+            "--interface-guid" => &mut interface_guid,
+            other => return Err(format!("unknown option `{other}`\n\n{USAGE}")),
+        };
+        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        *slot = Some(value.clone());
+    }
+    let name = name.ok_or_else(|| format!("--name is required\n\n{USAGE}"))?;
+    let out = out.ok_or_else(|| format!("--out is required\n\n{USAGE}"))?;
+    let identity = identity(
+        name,
+        display,
+        pool_tag_prefix,
+        device_type.as_deref(),
+        interface_guid.as_deref(),
+    )?;
+    Ok((identity, PathBuf::from(out)))
+}
+
+/// Validates the user's choices and fills in the defaults.
+fn identity(
+    name: String,
+    display: Option<String>,
+    pool_tag_prefix: Option<String>,
+    device_type: Option<&str>,
+    interface_guid: Option<&str>,
+) -> Result<Identity, String> {
+    let mut letters = name.chars();
+    let name_ok = letters.next().is_some_and(|c| c.is_ascii_lowercase())
+        && letters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && (2..=32).contains(&name.len());
+    if !name_ok {
+        return Err(format!(
+            "--name `{name}`: use 2 to 32 lower-case letters and digits, starting with a letter \
+             (it names packages, crates, the .sys, the service and the INX)"
+        ));
+    }
+    if name.contains(TEMPLATE.name) {
+        return Err(format!(
+            "--name `{name}` contains the template's name `{}`",
+            TEMPLATE.name
+        ));
+    }
+    let display = display.unwrap_or_else(|| capitalized(&name));
+    let display_ok = display
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && display.chars().all(|c| c.is_ascii_alphanumeric())
+        && (2..=32).contains(&display.len());
+    if !display_ok
+        || display.contains(TEMPLATE.display)
+        || display.to_ascii_lowercase().contains(TEMPLATE.name)
+    {
+        return Err(format!(
+            "--display-name `{display}`: use 2 to 32 letters and digits, starting with a letter, \
+             other than the template's `{}`",
+            TEMPLATE.display
+        ));
+    }
+    let pool_tag_prefix = pool_tag_prefix.unwrap_or_else(|| display.chars().take(2).collect());
+    let old_prefix: String = TEMPLATE.pool_tags[0].chars().take(2).collect();
+    if pool_tag_prefix.len() != 2
+        || !pool_tag_prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        || pool_tag_prefix == old_prefix
+    {
+        return Err(format!(
+            "--pool-tag-prefix `{pool_tag_prefix}`: two letters or digits, not the template's \
+             `{old_prefix}`"
+        ));
+    }
+    let old_device_type = parse_device_type(TEMPLATE.device_type)?;
+    let device_type = match device_type {
+        Some(text) => parse_device_type(text)?,
+        None => random_device_type(old_device_type),
+    };
+    if device_type == old_device_type {
+        return Err(format!(
+            "--device-type: the template's own device type {}",
+            TEMPLATE.device_type
+        ));
+    }
+    let old_guid = parse_guid(TEMPLATE.interface_guid)?;
+    let interface_guid = match interface_guid {
+        Some(text) => parse_guid(text)?,
+        None => random_guid(),
+    };
+    if interface_guid == old_guid {
+        return Err("--interface-guid: the template's own GUID; make a new one".to_owned());
+    }
+    Ok(Identity {
+        name,
+        display,
+        pool_tag_prefix,
+        device_type,
+        interface_guid,
+    })
+}
+
+fn capitalized(name: &str) -> String {
+    let mut chars = name.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
+}
+
+fn parse_device_type(text: &str) -> Result<u16, String> {
+    let digits = text
+        .strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .unwrap_or(text);
+    match u16::from_str_radix(digits, 16) {
+        Ok(value) if value >= 0x8000 => Ok(value),
+        _ => Err(format!(
+            "device type `{text}`: a hexadecimal number in the vendor range 0x8000..=0xFFFF"
+        )),
+    }
+}
+
+fn parse_guid(text: &str) -> Result<u128, String> {
+    let bare = text.trim_start_matches('{').trim_end_matches('}');
+    let groups: Vec<&str> = bare.split('-').collect();
+    let shape_ok = groups.iter().map(|group| group.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|group| group.chars().all(|c| c.is_ascii_hexdigit()));
+    if !shape_ok {
+        return Err(format!(
+            "GUID `{text}`: expected XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX (hex, braces optional)"
+        ));
+    }
+    u128::from_str_radix(&groups.concat(), 16).map_err(|error| format!("GUID `{text}`: {error}"))
+}
+
+/// `E7A5882E-BD5A-4A1F-8C79-BBD912892923` form (upper case, no braces).
+fn guid_text(guid: u128) -> String {
+    let hex = format!("{guid:032X}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// A Rust hexadecimal literal of the `digits` lowest hex digits of `value`, grouped by four
+/// (`0xE7A5_882E`).
+fn hex_literal(value: u128, digits: usize) -> String {
+    let hex = format!("{value:032X}");
+    let hex = &hex[32 - digits..];
+    let mut literal = String::from("0x");
+    for (index, digit) in hex.chars().enumerate() {
+        if index > 0 && index % 4 == 0 {
+            literal.push('_');
+        }
+        literal.push(digit);
+    }
+    literal
+}
+
+/// 64 unpredictable bits from the standard library's randomly keyed hasher (seeded from the
+/// operating system's random source), without a dependency.
+fn random_u64(salt: u64) -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(salt);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// A random (version 4, RFC 4122 variant) GUID.
+fn random_guid() -> u128 {
+    let mut guid = (u128::from(random_u64(1)) << 64) | u128::from(random_u64(2));
+    guid = (guid & !(0xF << 76)) | (0x4 << 76);
+    guid = (guid & !(0b11 << 62)) | (0b10 << 62);
+    guid
+}
+
+fn random_device_type(avoid: u16) -> u16 {
+    // A handful of draws: two of them both hitting `avoid` is a 1 in 2^30 event.
+    (3..64)
+        .map(|salt| 0x8000 | (random_u64(salt) & 0x7FFF))
+        .filter_map(|candidate| u16::try_from(candidate).ok())
+        .find(|&candidate| candidate != avoid)
+        .unwrap_or(if avoid == 0x8000 { 0x8001 } else { 0x8000 })
+}
+
+/// The replacements, in the order they are applied (longer and more specific first).
+fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
+    let old_guid = parse_guid(TEMPLATE.interface_guid)?;
+    let old_upper = TEMPLATE.name.to_ascii_uppercase();
+    let new_upper = new.name.to_ascii_uppercase();
+    let mut rules = vec![
+        Rule {
+            what: "device interface GUID (text)",
+            old: guid_text(old_guid),
+            new: guid_text(new.interface_guid),
+            expected_in: vec!["driver/abi/src/device.rs"],
+        },
+        Rule {
+            what: "device interface GUID (u128 literal)",
+            old: hex_literal(old_guid, 32),
+            new: hex_literal(new.interface_guid, 32),
+            expected_in: vec!["driver/abi/src/device.rs"],
+        },
+        Rule {
+            what: "device interface GUID (first field literal, in tests)",
+            old: hex_literal(old_guid >> 96, 8),
+            new: hex_literal(new.interface_guid >> 96, 8),
+            expected_in: vec![],
+        },
+        Rule {
+            what: "IOCTL device type (and the top half of every IOCTL code)",
+            old: TEMPLATE.device_type.to_owned(),
+            new: format!("0x{:04X}", new.device_type),
+            expected_in: vec!["driver/abi/src/ioctl.rs"],
+        },
+    ];
+    for (index, old_tag) in TEMPLATE.pool_tags.iter().enumerate() {
+        let suffix: String = old_tag.chars().skip(2).collect();
+        rules.push(Rule {
+            what: "pool tag",
+            old: (*old_tag).to_owned(),
+            new: format!("{}{suffix}", new.pool_tag_prefix),
+            expected_in: match index {
+                0 => vec!["driver/src/service/mod.rs"],
+                _ => vec!["driver/src/kmdf/mod.rs"],
+            },
+        });
+    }
+    for (what, old, new, expected_in) in [
+        (
+            "IOCTL code names",
+            format!("IOCTL_{old_upper}_"),
+            format!("IOCTL_{new_upper}_"),
+            vec!["driver/abi/src/ioctl.rs"],
+        ),
+        (
+            "IOCTL device type name",
+            format!("FILE_DEVICE_{old_upper}"),
+            format!("FILE_DEVICE_{new_upper}"),
+            vec!["driver/abi/src/ioctl.rs"],
+        ),
+        (
+            "fuzz replay environment variable",
+            format!("{old_upper}_FUZZ_"),
+            format!("{new_upper}_FUZZ_"),
+            vec![],
+        ),
+        (
+            "Wine rig environment variables",
+            format!("{old_upper}_WINE_"),
+            format!("{new_upper}_WINE_"),
+            vec![],
+        ),
+    ] {
+        rules.push(Rule {
+            what,
+            old,
+            new,
+            expected_in,
+        });
+    }
+    rules.push(Rule {
+        what: "device, symbolic-link, hardware-ID and INX section names",
+        old: TEMPLATE.display.to_owned(),
+        new: new.display.clone(),
+        expected_in: vec!["driver/abi/src/device.rs", "driver/ktimer.inx"],
+    });
+    rules.push(Rule {
+        what: "package, crate, binary, service and INX names",
+        old: TEMPLATE.name.to_owned(),
+        new: new.name.clone(),
+        expected_in: vec![
+            "driver/Cargo.toml",
+            "driver/ktimer.inx",
+            "tests/ktimer-test/Cargo.toml",
+        ],
+    });
+    Ok(rules)
+}
+
+/// Where an old name survives in `text`, one description per finding.
+fn leftovers(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let old_upper = TEMPLATE.name.to_ascii_uppercase();
+    let mut needles = vec![
+        TEMPLATE.name.to_owned(),
+        TEMPLATE.display.to_owned(),
+        capitalized(TEMPLATE.name),
+    ];
+    needles.extend(TEMPLATE.pool_tags.iter().map(|tag| (*tag).to_owned()));
+    for needle in &needles {
+        if text.contains(needle.as_str()) {
+            found.push(format!("`{needle}`"));
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    if let Ok(old_guid) = parse_guid(TEMPLATE.interface_guid) {
+        for form in [
+            guid_text(old_guid),
+            hex_literal(old_guid, 32),
+            hex_literal(old_guid >> 96, 8),
+            format!("{old_guid:032x}"),
+        ] {
+            if lower.contains(&form.to_ascii_lowercase()) {
+                found.push(format!("the template's interface GUID (`{form}`)"));
+            }
+        }
+    }
+    if lower.contains(&TEMPLATE.device_type.to_ascii_lowercase()) {
+        found.push(format!(
+            "the template's device type (`{}`)",
+            TEMPLATE.device_type
+        ));
+    }
+    // The upper-case name may only appear as one of the kernel's own identifiers.
+    for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if token.contains(old_upper.as_str()) && !TEMPLATE.kernel_names.contains(&token) {
+            found.push(format!("`{token}`"));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The files of the template, relative to `root`, without build output and version control.
+fn template_files(root: &Path) -> Result<Vec<PathBuf>, String> {
+    const SKIPPED_DIRECTORIES: [&str; 2] = [".git", "target"];
+    const SKIPPED_PATHS: [&str; 2] = ["tests/fuzz/artifacts", "tests/fuzz/coverage"];
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let directory = root.join(&relative);
+        let entries = fs::read_dir(&directory)
+            .map_err(|error| format!("{}: {error}", directory.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|error| format!("{}: {error}", directory.display()))?;
+            let path = relative.join(entry.file_name());
+            let kind = entry
+                .file_type()
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+            let name = entry.file_name();
+            // `.git` is a file in a linked worktree, a directory elsewhere.
+            if name == ".git" {
+                continue;
+            }
+            if kind.is_dir() {
+                let skipped = SKIPPED_DIRECTORIES.iter().any(|skip| name == *skip)
+                    || SKIPPED_PATHS.iter().any(|skip| path == Path::new(skip));
+                if !skipped {
+                    pending.push(path);
+                }
+            } else if kind.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn slash_path(path: &Path) -> String {
+    path.components()
+        .map(|component| component.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A file of the new project: where it goes and what it holds.
+struct Derived {
+    source: PathBuf,
+    target: PathBuf,
+    contents: Vec<u8>,
+}
+
+/// Derives the new project at `out` from the template at `source`. Everything is checked in
+/// memory first; nothing is written unless every check passes.
+fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> {
+    if out.exists() {
+        return Err(format!(
+            "{} exists: refusing to overwrite it (choose a new directory)",
+            out.display()
+        ));
+    }
+    let rules = rules(identity)?;
+    let files = template_files(source)?;
+    let mut matched: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
+    let mut derived = Vec::with_capacity(files.len());
+    let mut problems = Vec::new();
+    for relative in &files {
+        let relative_text = slash_path(relative);
+        let bytes =
+            fs::read(source.join(relative)).map_err(|error| format!("{relative_text}: {error}"))?;
+        let contents = match String::from_utf8(bytes) {
+            Ok(mut text) => {
+                for (rule, files_matched) in rules.iter().zip(matched.iter_mut()) {
+                    if text.contains(rule.old.as_str()) {
+                        files_matched.push(relative_text.clone());
+                        text = text.replace(rule.old.as_str(), &rule.new);
+                    }
+                }
+                for leftover in leftovers(&text) {
+                    problems.push(format!("{relative_text}: {leftover} left after renaming"));
+                }
+                text.into_bytes()
+            }
+            // Binary files (the fuzz corpus) are copied unchanged.
+            Err(not_text) => not_text.into_bytes(),
+        };
+        let mut target_text = relative_text.clone();
+        for rule in &rules {
+            target_text = target_text.replace(rule.old.as_str(), &rule.new);
+        }
+        if !leftovers(&target_text).is_empty() {
+            problems.push(format!(
+                "path {relative_text}: old name left in `{target_text}`"
+            ));
+        }
+        derived.push(Derived {
+            source: relative.clone(),
+            target: target_text.split('/').collect(),
+            contents,
+        });
+    }
+    for (rule, files_matched) in rules.iter().zip(&matched) {
+        if files_matched.is_empty() && !rule.expected_in.is_empty() {
+            problems.push(format!(
+                "the template's {} `{}` was found nowhere",
+                rule.what, rule.old
+            ));
+        }
+        for expected in &rule.expected_in {
+            if !files_matched.iter().any(|file| file == expected) {
+                problems.push(format!(
+                    "the template's {} `{}` is missing from {expected}",
+                    rule.what, rule.old
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        let mut message = String::from(
+            "the template does not match xtask's list of identifiers (xtask/src/main.rs, \
+             TEMPLATE and rules); nothing was written:",
+        );
+        for problem in &problems {
+            let _ = write!(message, "\n  {problem}");
+        }
+        return Err(message);
+    }
+    for file in &derived {
+        let target = out.join(&file.target);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|error| format!("{}: {error}", parent.display()))?;
+        }
+        fs::write(&target, &file.contents)
+            .map_err(|error| format!("{}: {error}", target.display()))?;
+        // Keeps scripts executable.
+        let permissions = fs::metadata(source.join(&file.source))
+            .map_err(|error| format!("{}: {error}", file.source.display()))?
+            .permissions();
+        fs::set_permissions(&target, permissions)
+            .map_err(|error| format!("{}: {error}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Brings the copy's lock files and formatting in line with its new names (package names
+/// change the order of `Cargo.lock` and the length of lines). Best effort: a step that cannot
+/// run (offline without a registry cache, no rustfmt) is reported with the command to run.
+fn after_derive(out: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for manifest in [
+        "Cargo.toml",
+        "tests/wine/Cargo.toml",
+        "tests/fuzz/Cargo.toml",
+        "tests/kmdf-typecheck/Cargo.toml",
+    ] {
+        let manifest = out.join(manifest);
+        if !manifest.exists() {
+            continue;
+        }
+        // Offline first (the registry cache usually has everything); online if that fails.
+        let attempts: [&[&[&str]]; 2] = [
+            &[
+                &["update", "--workspace", "--offline", "--quiet"],
+                &["update", "--workspace", "--quiet"],
+            ],
+            &[&["fmt", "--all"]],
+        ];
+        for alternatives in attempts {
+            let succeeded = alternatives.iter().any(|arguments| {
+                Command::new(&cargo)
+                    .args(*arguments)
+                    .arg("--manifest-path")
+                    .arg(&manifest)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            });
+            if !succeeded {
+                let arguments = alternatives.last().copied().unwrap_or_default();
+                eprintln!(
+                    "xtask: note: `cargo {} --manifest-path {}` did not succeed; run it \
+                     yourself",
+                    arguments.join(" "),
+                    manifest.display()
+                );
+            }
+        }
+    }
+}
+
+fn print_summary(out: &Path, identity: &Identity) {
+    let upper = identity.name.to_ascii_uppercase();
+    println!("derived {} into {}", identity.name, out.display());
+    println!(
+        "  packages         {0}, {0}-abi, {0}-test, ...",
+        identity.name
+    );
+    println!(
+        "  device           \\Device\\{0}, \\\\.\\{0}, hardware ID Root\\{0}",
+        identity.display
+    );
+    println!(
+        "  interface GUID   {{{}}}",
+        guid_text(identity.interface_guid)
+    );
+    println!(
+        "  IOCTL            FILE_DEVICE_{upper} = 0x{:04X}, IOCTL_{upper}_*",
+        identity.device_type
+    );
+    println!("  pool tags        {0}sv, {0}wf", identity.pool_tag_prefix);
+    println!("  INX              driver/{}.inx", identity.name);
+    println!(
+        "next: cd {} && cargo test --workspace && cargo run --release -p {}-test -- --sim",
+        out.display(),
+        identity.name
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    //! The tests name nothing after the template literally unless the derivation renames it
+    //! consistently: a derived project runs these tests against its own names.
+
+    use super::*;
+
+    /// A name for the new driver that cannot clash with the template's.
+    fn test_name() -> String {
+        ["zqdrv", "wvdrv"]
+            .into_iter()
+            .find(|name| !name.contains(TEMPLATE.name) && !TEMPLATE.name.contains(name))
+            .unwrap_or("zqdrv")
+            .to_owned()
+    }
+
+    fn test_identity() -> Identity {
+        identity(
+            test_name(),
+            None,
+            None,
+            Some("0x9A01"),
+            Some("{0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0}"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_name() {
+        let identity = test_identity();
+        assert_eq!(identity.display, capitalized(&test_name()));
+        assert_eq!(identity.pool_tag_prefix, identity.display[..2]);
+        assert_eq!(identity.device_type, 0x9A01);
+        assert_eq!(
+            guid_text(identity.interface_guid),
+            "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0"
+        );
+    }
+
+    #[test]
+    fn bad_identities_are_refused() {
+        let refused = |name: &str, display: Option<&str>, device_type: Option<&str>| {
+            identity(
+                name.to_owned(),
+                display.map(str::to_owned),
+                None,
+                device_type,
+                None,
+            )
+            .is_err()
+        };
+        let name = test_name();
+        assert!(refused(&format!("{name}-x"), None, None));
+        assert!(refused(&format!("9{name}"), None, None));
+        assert!(refused(&name.to_ascii_uppercase(), None, None));
+        assert!(refused("x", None, None));
+        assert!(refused(&format!("my{}", TEMPLATE.name), None, None));
+        assert!(refused(
+            &name,
+            Some(&format!("{}2", TEMPLATE.display)),
+            None
+        ));
+        assert!(refused(&name, None, Some("0x1234")));
+        assert!(refused(&name, None, Some(TEMPLATE.device_type)));
+        let own_guid = identity(
+            name.clone(),
+            None,
+            None,
+            None,
+            Some(TEMPLATE.interface_guid),
+        );
+        assert!(own_guid.is_err());
+        assert!(!refused(
+            &format!("{name}2"),
+            Some("MyDriver"),
+            Some("0xFFFF")
+        ));
+    }
+
+    #[test]
+    fn guid_forms() {
+        let guid = parse_guid("{0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0}").unwrap();
+        assert_eq!(guid_text(guid), "0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0");
+        assert_eq!(
+            hex_literal(guid, 32),
+            "0x0F1E_2D3C_4B5A_4978_8695_A4B3_C2D1_E0F0"
+        );
+        assert_eq!(hex_literal(guid >> 96, 8), "0x0F1E_2D3C");
+        assert!(parse_guid("0F1E2D3C-4B5A-4978-8695").is_err());
+        assert!(parse_guid("GF1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0").is_err());
+    }
+
+    #[test]
+    fn random_guids_are_version_4_and_differ() {
+        let (first, second) = (random_guid(), random_guid());
+        assert_ne!(first, second);
+        for guid in [first, second] {
+            assert_eq!((guid >> 76) & 0xF, 4, "{}", guid_text(guid));
+            assert_eq!((guid >> 62) & 0b11, 0b10, "{}", guid_text(guid));
+        }
+        let old = parse_device_type(TEMPLATE.device_type).unwrap();
+        let device_type = random_device_type(old);
+        assert!(device_type >= 0x8000 && device_type != old);
+    }
+
+    fn renamed(text: &str, identity: &Identity) -> String {
+        rules(identity)
+            .unwrap()
+            .iter()
+            .fold(text.to_owned(), |text, rule| {
+                text.replace(rule.old.as_str(), &rule.new)
+            })
+    }
+
+    /// Text with every form of every template identifier, and the kernel's own names.
+    fn template_text() -> String {
+        let guid = parse_guid(TEMPLATE.interface_guid).unwrap();
+        let (name, display, upper) = (
+            TEMPLATE.name,
+            TEMPLATE.display,
+            TEMPLATE.name.to_ascii_uppercase(),
+        );
+        format!(
+            "use {name}_abi::ioctl::{{FILE_DEVICE_{upper}, IOCTL_{upper}_WAIT}};\n\
+             const NAME: &str = \"\\\\Device\\\\{display}\"; // Root\\{display}, {name}.sys\n\
+             const GUID: u128 = {};\n// {{{}}}, data1 {}\n\
+             const CODE: u32 = {dt}_6000; ctl_code({dt}, 0x800, 0, 0);\n\
+             const TAGS: [&[u8; 4]; 2] = [b\"{}\", b\"{}\"]; // {upper}_FUZZ_REPLAY\n\
+             fn dpc(timer: PKTIMER, object: &KTIMER) {{}} // KTIMERs, _KTIMER, PRKTIMER\n",
+            hex_literal(guid, 32),
+            guid_text(guid),
+            hex_literal(guid >> 96, 8),
+            TEMPLATE.pool_tags[0],
+            TEMPLATE.pool_tags[1],
+            dt = TEMPLATE.device_type,
+        )
+    }
+
+    #[test]
+    fn every_template_name_is_renamed_and_kernel_names_stay() {
+        let identity = test_identity();
+        let (name, display) = (&identity.name, &identity.display);
+        let upper = name.to_ascii_uppercase();
+        let prefix = &identity.pool_tag_prefix;
+        let text = renamed(&template_text(), &identity);
+        assert_eq!(leftovers(&text), Vec::<String>::new(), "{text}");
+        let expected = format!(
+            "use {name}_abi::ioctl::{{FILE_DEVICE_{upper}, IOCTL_{upper}_WAIT}};\n\
+             const NAME: &str = \"\\\\Device\\\\{display}\"; // Root\\{display}, {name}.sys\n\
+             const GUID: u128 = 0x0F1E_2D3C_4B5A_4978_8695_A4B3_C2D1_E0F0;\n\
+             // {{0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0}}, data1 0x0F1E_2D3C\n\
+             const CODE: u32 = 0x9A01_6000; ctl_code(0x9A01, 0x800, 0, 0);\n\
+             const TAGS: [&[u8; 4]; 2] = [b\"{prefix}sv\", b\"{prefix}wf\"]; // {upper}_FUZZ_REPLAY\n\
+             fn dpc(timer: PKTIMER, object: &KTIMER) {{}} // KTIMERs, _KTIMER, PRKTIMER\n"
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn leftovers_are_found() {
+        let upper = TEMPLATE.name.to_ascii_uppercase();
+        assert!(leftovers(&template_text()).len() > 6);
+        assert_eq!(
+            leftovers(&format!("mod {};", TEMPLATE.name)),
+            [format!("`{}`", TEMPLATE.name)]
+        );
+        assert_eq!(
+            leftovers(&format!("{upper}_SPECIAL")),
+            [format!("`{upper}_SPECIAL`")]
+        );
+        assert_eq!(
+            leftovers(&format!(
+                "{}0000",
+                TEMPLATE.device_type.to_ascii_lowercase()
+            )),
+            [format!(
+                "the template's device type (`{}`)",
+                TEMPLATE.device_type
+            )]
+        );
+        assert_eq!(
+            leftovers(&TEMPLATE.interface_guid.to_ascii_lowercase()),
+            [format!(
+                "the template's interface GUID (`{}`)",
+                TEMPLATE.interface_guid
+            )]
+        );
+        assert!(leftovers("KTIMER PKTIMER _KTIMER PRKTIMER KTIMERs").is_empty());
+    }
+
+    /// A miniature template with every identifier where the list expects it.
+    fn write_template(root: &Path) {
+        let (name, display, upper) = (
+            TEMPLATE.name,
+            TEMPLATE.display,
+            TEMPLATE.name.to_ascii_uppercase(),
+        );
+        let guid = parse_guid(TEMPLATE.interface_guid).unwrap();
+        let files = [
+            ("Cargo.toml".to_owned(), "[workspace]\n".to_owned()),
+            (
+                "driver/Cargo.toml".to_owned(),
+                format!("[package]\nname = \"{name}\"\n"),
+            ),
+            (
+                "driver/abi/src/device.rs".to_owned(),
+                format!(
+                    "// {{{}}}\nconst G: u128 = {};\nconst N: &str = \"{display}\";\n",
+                    guid_text(guid),
+                    hex_literal(guid, 32)
+                ),
+            ),
+            (
+                "driver/abi/src/ioctl.rs".to_owned(),
+                format!(
+                    "const FILE_DEVICE_{upper}: u32 = {};\nconst IOCTL_{upper}_WAIT: u32 = 1;\n",
+                    TEMPLATE.device_type
+                ),
+            ),
+            (
+                "driver/src/service/mod.rs".to_owned(),
+                format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[0]),
+            ),
+            (
+                "driver/src/kmdf/mod.rs".to_owned(),
+                format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[1]),
+            ),
+            (
+                format!("driver/{name}.inx"),
+                format!("[{display}_Device]\n{name}.sys\n"),
+            ),
+            (
+                format!("tests/{name}-test/Cargo.toml"),
+                format!("[package]\nname = \"{name}-test\"\n"),
+            ),
+        ];
+        for (path, text) in files {
+            let path = root.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        fs::create_dir_all(root.join("target/debug")).unwrap();
+        fs::write(root.join("target/debug/build-output"), b"x").unwrap();
+    }
+
+    fn scratch(test: &str) -> PathBuf {
+        let directory = env::temp_dir().join(format!("xtask-{test}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&directory);
+        directory
+    }
+
+    #[test]
+    fn derives_a_miniature_template_and_refuses_to_overwrite() {
+        let directory = scratch("derive");
+        let (template, out) = (directory.join("template"), directory.join("out"));
+        write_template(&template);
+        let identity = test_identity();
+        derive(&template, &out, &identity).unwrap();
+        let name = &identity.name;
+        let inx = fs::read_to_string(out.join(format!("driver/{name}.inx"))).unwrap();
+        assert_eq!(inx, format!("[{}_Device]\n{name}.sys\n", identity.display));
+        let app = fs::read_to_string(out.join(format!("tests/{name}-test/Cargo.toml"))).unwrap();
+        assert!(app.contains(&format!("name = \"{name}-test\"")), "{app}");
+        assert!(!out.join("target").exists(), "build output is not copied");
+        let again = derive(&template, &out, &identity).unwrap_err();
+        assert!(again.contains("refusing to overwrite"), "{again}");
+        fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn a_missing_identifier_stops_the_derivation_before_writing() {
+        let directory = scratch("missing");
+        let (template, out) = (directory.join("template"), directory.join("out"));
+        write_template(&template);
+        fs::write(template.join("driver/src/kmdf/mod.rs"), "// no tag here\n").unwrap();
+        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        let expected = format!(
+            "`{}` is missing from driver/src/kmdf/mod.rs",
+            TEMPLATE.pool_tags[1]
+        );
+        assert!(error.contains(&expected), "{error}");
+        assert!(!out.exists(), "nothing is written");
+        fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
+    fn a_surviving_old_name_stops_the_derivation_before_writing() {
+        let directory = scratch("leftover");
+        let (template, out) = (directory.join("template"), directory.join("out"));
+        write_template(&template);
+        let upper = TEMPLATE.name.to_ascii_uppercase();
+        fs::write(
+            template.join("README.md"),
+            format!("code {upper}_SPECIAL\n"),
+        )
+        .unwrap();
+        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        let expected = format!("README.md: `{upper}_SPECIAL` left after renaming");
+        assert!(error.contains(&expected), "{error}");
+        assert!(!out.exists(), "nothing is written");
+        fs::remove_dir_all(&directory).unwrap();
+    }
+}
