@@ -15,8 +15,9 @@
 //!    (`kernel_sim::Execution`): inline, which every other figure uses, and threaded (a
 //!    thread hand-off per DPC), so the simulator's share of each figure is visible.
 //! 4. The fuzz harness's own rate: `ktimer_fuzz::Fuzzer::run` over its seed corpus and a
-//!    fixed set of pseudo-random inputs, natively (no libFuzzer, no sanitizer), with inline
-//!    and with threaded execution: the simulator's share of a fuzzing input.
+//!    fixed set of pseudo-random inputs, natively (no libFuzzer, no sanitizer), as the fuzzer
+//!    runs it (inline execution, inline driver calls) and as the threaded replay does
+//!    (processor threads, driver calls on the KMDF model's driver threads).
 //! 5. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
 //!    request type, and the same IOCTL through the driver's `DriverEntry` on kernel-sim's KMDF
 //!    model (`kernel_sim::wdf::Framework` with inline driver calls: the KMDF shell and the model).
@@ -671,7 +672,8 @@ fn fuzz_harness() {
             best[0] / best[1]
         );
         println!(
-            "| | threaded (a thread hand-off per DPC) | {} | {:.3} | {:.0} | |",
+            "| | threaded (processor and KMDF driver threads: a hand-off per DPC and per \
+             request) | {} | {:.3} | {:.0} | |",
             shown[1].0, shown[1].1, best[1]
         );
     }

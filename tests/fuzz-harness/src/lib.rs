@@ -105,6 +105,8 @@ impl Fuzzer {
     }
 
     /// As [`Fuzzer::new`] with the given execution mode (the benchmark compares the two).
+    /// `Execution::Threaded` also calls the driver on the KMDF model's driver threads (no
+    /// inline driver calls), so that no bug check stops the process.
     #[must_use]
     pub fn with_execution(execution: Execution) -> Self {
         Self {
