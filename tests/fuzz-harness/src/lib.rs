@@ -22,9 +22,13 @@
 //! timer set, no DPC queued or running and no pool block outstanding, and time moved on
 //! afterwards runs no DPC.
 //!
-//! The simulated kernel is made once per process and reused ([`Fuzzer`]): booting one starts
-//! its processor threads, which costs more than a typical input. Reuse is sound because the
-//! end-of-input checks prove the kernel is back to an empty state (no timer, no DPC, no pool).
+//! The simulated kernel is made once per process and reused ([`Fuzzer`]). Reuse is sound
+//! because the end-of-input checks prove the kernel is back to an empty state (no timer, no
+//! DPC, no pool). Each input loads the driver through `DriverEntry` on the KMDF model. The
+//! default rig runs with inline execution (`kernel_sim::Execution::Inline`) and inline driver
+//! calls: DPCs and driver callbacks run on the fuzzing thread, with no thread hand-off per DPC
+//! or request; a bug check inside a DPC routine or a driver callback then stops the process
+//! with the bug check printed, which libFuzzer reports as a crash.
 //!
 //! Off Windows only: the simulator binding of the driver exists there (driver/build.rs). On
 //! a Windows host this crate is empty, so that workspace-wide commands at the root build.
@@ -36,7 +40,7 @@ use std::time::Duration;
 
 use kernel_sim::wdf::{Completion, DeviceNode, FileHandle, Framework, FrameworkConfig, Io};
 use kernel_sim::{
-    Clock, Config, Kernel, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_STATE,
+    Clock, Config, Execution, Kernel, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_STATE,
     STATUS_NO_SUCH_DEVICE,
 };
 use ktimer::service::ServiceConfig;
@@ -83,6 +87,7 @@ pub struct Outcome {
 /// The process-wide fuzzing rig: one simulated kernel, reused across inputs.
 pub struct Fuzzer {
     kernel: Kernel,
+    execution: Execution,
 }
 
 impl Default for Fuzzer {
@@ -93,17 +98,27 @@ impl Default for Fuzzer {
 
 impl Fuzzer {
     /// Boots the simulated kernel the inputs run on: 2 processors, 1 ms tick, virtual clock,
-    /// no event log (it would grow across inputs).
+    /// inline execution, no event log (it would grow across inputs).
     #[must_use]
     pub fn new() -> Self {
+        Self::with_execution(Execution::Inline)
+    }
+
+    /// As [`Fuzzer::new`] with the given execution mode (the benchmark compares the two).
+    /// `Execution::Threaded` also calls the driver on the KMDF model's driver threads (no
+    /// inline driver calls), so that no bug check stops the process.
+    #[must_use]
+    pub fn with_execution(execution: Execution) -> Self {
         Self {
             kernel: Kernel::new(Config {
                 processors: 2,
                 time_increment: TICK_100NS,
                 clock: Clock::Virtual,
+                execution,
                 trace: false,
                 ..Config::default()
             }),
+            execution,
         }
     }
 
@@ -125,12 +140,14 @@ impl Fuzzer {
             let _entered = self.kernel.enter();
             ktimer::sim_hooks::set_service_config(config);
         }
-        // Inline driver calls: no thread hand-off per request; a bug check inside a driver
-        // callback aborts the process, which libFuzzer reports as a crash.
+        // Inline driver calls with inline execution: no thread hand-off per request; a bug
+        // check inside a driver callback aborts the process, which libFuzzer reports as a
+        // crash. Threaded (the replay's KTIMER_FUZZ_THREADED) calls the driver on framework
+        // threads too, so such a bug check fails the replay instead.
         let framework = Framework::new(
             &self.kernel,
             &FrameworkConfig {
-                inline_driver_calls: true,
+                inline_driver_calls: self.execution == Execution::Inline,
                 ..FrameworkConfig::default()
             },
         );

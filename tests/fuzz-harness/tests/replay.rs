@@ -8,6 +8,9 @@
 //!   `tests/fuzz/corpus/ioctl/seed-*` from [`seeds::all`];
 //! - `KTIMER_FUZZ_REPLAY=<file or directory> cargo test --release -p ktimer-fuzz --test replay
 //!   -- --ignored --nocapture replay_inputs` runs inputs (a crash artifact, a corpus) on stable.
+//!   With `KTIMER_FUZZ_THREADED=1` the kernel uses processor threads: a bug check inside a DPC
+//!   then halts a simulated processor and fails the replay with the bug check, instead of
+//!   stopping the process as inline execution does.
 
 #![cfg(not(windows))]
 
@@ -66,7 +69,11 @@ fn replay_inputs() {
     } else {
         vec![path]
     };
-    let fuzzer = Fuzzer::new();
+    let fuzzer = if std::env::var_os("KTIMER_FUZZ_THREADED").is_some() {
+        Fuzzer::with_execution(kernel_sim::Execution::Threaded)
+    } else {
+        Fuzzer::new()
+    };
     let started = Instant::now();
     let mut total = Outcome::default();
     for file in &files {

@@ -276,9 +276,10 @@ fn periodic_dpc_is_queued_again_on_another_processor_while_still_running() {
 
 #[test]
 fn with_parallel_dpcs_a_periodic_dpc_runs_on_two_processors_at_once() {
+    // Two runs at once need two processor threads.
     let kernel = Kernel::new(Config {
         parallel_dpcs: true,
-        ..Config::default()
+        ..common::threaded()
     });
     let _bound = kernel.enter();
     let gate = Gate::new();

@@ -45,6 +45,68 @@ fn freeing_pool_holding_a_set_timer_bugchecks_0xc7_timer() {
     assert_eq!(kernel.bug_check(), Some(error), "recorded in the kernel");
 }
 
+/// Many timers and DPCs outside the block: the free looks up the block's own addresses
+/// instead of scanning every object (the same checks either way).
+fn many_other_objects() -> (Vec<Timer>, Vec<Dpc>) {
+    let timers: Vec<Timer> = (0..64).map(|_| Timer::notification()).collect();
+    let dpcs: Vec<Dpc> = (0..64).map(|_| Dpc::new()).collect();
+    for (timer, dpc) in timers.iter().zip(&dpcs) {
+        timer.set(relative_ms(1000), 0, Some(dpc));
+    }
+    (timers, dpcs)
+}
+
+#[test]
+fn freeing_pool_holding_a_set_timer_among_many_objects_bugchecks_0xc7_timer() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let _others = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    objects.set(relative_ms(100), 0);
+    let start = objects.block.addr() as u64;
+    let error = catch_bug_check(|| objects.free()).unwrap_err();
+    assert_eq!(
+        error,
+        BugCheck::new(codes::TIMER_OR_DPC_INVALID, [0, start, start, start + 128])
+    );
+}
+
+#[test]
+fn freeing_pool_holding_a_queued_dpc_among_many_objects_bugchecks_0xc7_dpc() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let _others = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    assert!(objects.insert());
+    let start = objects.block.addr() as u64;
+    let error = catch_bug_check(|| objects.free()).unwrap_err();
+    assert_eq!(
+        error,
+        BugCheck::new(
+            codes::TIMER_OR_DPC_INVALID,
+            [1, objects.dpc.addr() as u64, start, start + 128]
+        )
+    );
+}
+
+#[test]
+fn freeing_pool_among_many_objects_forgets_only_the_objects_in_the_block() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    let (timers, dpcs) = many_other_objects();
+    let objects = PoolObjects::new(Probe::new());
+    objects.set(relative_ms(1), 0);
+    kernel.advance(ticks(1));
+    flush();
+    objects.free();
+    assert_eq!(kernel.bug_check(), None);
+    // The others are still known: still set, and their DPCs still run.
+    assert!(timers.iter().all(|t| kernel.timer_is_set(t.ptr())));
+    kernel.advance(Duration::from_secs(1));
+    assert!(dpcs.iter().all(|d| d.runs() == 1));
+    assert_eq!(kernel.unload(), Ok(()));
+}
+
 #[test]
 fn freeing_pool_after_cancelling_the_timer_and_flushing_is_fine() {
     let kernel = Kernel::new(Config::default());
@@ -160,7 +222,8 @@ fn a_dpc_routine_may_free_the_pool_holding_its_own_one_shot_timer_and_dpc() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn a_dpc_routine_freeing_its_periodic_timer_bugchecks_0xc7_timer_and_halts_that_processor() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let block = std::sync::Arc::new(std::sync::OnceLock::<common::SharedPtr>::new());
     let block_for_hook = block.clone();
@@ -262,7 +325,8 @@ fn wait_with_a_zero_timeout_at_dispatch_level_is_fine() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn wait_with_a_zero_timeout_inside_a_dpc_is_fine_but_a_nonzero_one_bugchecks_0x0a() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let timer = std::sync::Arc::new(Timer::notification());
     let timer_for_hook = timer.clone();
@@ -315,7 +379,8 @@ fn flush_queued_dpcs_above_passive_level_bugchecks_0x0a() {
     ignore = "a halted processor thread never ends; Miri reports that at exit"
 )]
 fn flush_queued_dpcs_inside_a_dpc_bugchecks_0x0a() {
-    let kernel = Kernel::new(Config::default());
+    // A bug check inside a DPC: needs a processor thread to halt.
+    let kernel = Kernel::new(common::threaded());
     let _bound = kernel.enter();
     let dpc = Dpc::with_hook(|_| flush());
     dpc.insert(0, 0);
@@ -490,9 +555,10 @@ fn unload_with_a_dpc_still_queued_bugchecks_0xce() {
 
 #[test]
 fn a_dpc_running_longer_than_the_watchdog_budget_bugchecks_0x133() {
+    // The DPC is blocked on a processor thread while the test's thread watches it.
     let kernel = Kernel::new(Config {
         dpc_watchdog: Duration::from_millis(20),
-        ..Config::default()
+        ..common::threaded()
     });
     let _bound = kernel.enter();
     let gate = Gate::new();

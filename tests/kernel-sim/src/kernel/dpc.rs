@@ -150,7 +150,12 @@ impl Inner {
 
     /// Whether no DPC with a queuing number below `limit` is queued or running.
     pub(super) fn drained_below(st: &State, limit: u64) -> bool {
-        let queued = st.queues.iter().any(|q| q.iter().any(|e| e.seq < limit));
+        // Each queue is in queuing order (pushed at the back with a growing number, removed
+        // from anywhere), so its head has its lowest number.
+        let queued = st
+            .queues
+            .iter()
+            .any(|q| q.front().is_some_and(|e| e.seq < limit));
         let running = st.running.iter().flatten().any(|r| r.entry.seq < limit);
         !queued && !running
     }
@@ -162,7 +167,8 @@ impl Inner {
         }
     }
 
-    /// Lets processors run DPCs queued below `limit` and waits until those have run.
+    /// Lets processors run DPCs queued below `limit` (inline execution: runs them on this
+    /// thread) and waits until those have run.
     /// `panic_on_crash`: control-API callers unwind with the bug check; kernel routines
     /// (flush) return inertly.
     pub(super) fn wait_idle<'a>(
@@ -173,6 +179,7 @@ impl Inner {
     ) -> MutexGuard<'a, State> {
         st.dispatch_limits.push(limit);
         self.changed.notify_all();
+        let mut binding = None;
         loop {
             if let Some(bug_check) = st.bug_check {
                 remove_limit(&mut st, limit);
@@ -188,6 +195,12 @@ impl Inner {
                 limit == u64::MAX && st.waiters.iter().any(|w| w.outcome.is_some());
             if st.shutdown || (Self::drained_below(&st, limit) && !waiters_pending) {
                 break;
+            }
+            if self.inline
+                && let Some((cpu, entry)) = self.pick_inline(&mut st, limit)
+            {
+                st = self.run_inline(st, cpu, entry, &mut binding);
+                continue;
             }
             if let Some(bug_check) = self.watchdog(&st) {
                 remove_limit(&mut st, limit);

@@ -173,14 +173,21 @@ impl Inner {
         cancelled
     }
 
-    /// Waits for a change while letting processors run everything queued (virtual clock).
+    /// Waits for a change while letting processors run everything queued (virtual clock);
+    /// inline execution runs the next queued DPC on this thread instead of waiting.
     pub(super) fn wait_dispatching<'a>(
-        &self,
+        &'a self,
         mut st: MutexGuard<'a, State>,
     ) -> MutexGuard<'a, State> {
         st.dispatch_limits.push(u64::MAX);
         self.changed.notify_all();
-        let mut st = self.wait(st);
+        let mut st = if self.inline
+            && let Some((cpu, entry)) = self.pick_inline(&mut st, u64::MAX)
+        {
+            self.run_inline(st, cpu, entry, &mut None)
+        } else {
+            self.wait(st)
+        };
         remove_limit(&mut st, u64::MAX);
         st
     }

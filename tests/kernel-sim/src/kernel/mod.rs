@@ -5,14 +5,19 @@
 //! `ex_timer` (`ExAllocateTimer` timers) and `pool` (tagged pool, unload checks).
 //!
 //! Locking: one mutex (`Inner::state`) guards all kernel state and one condition variable
-//! (`Inner::changed`) announces every change. Driver callbacks always run with the mutex
-//! released, so a callback may call back into the kernel.
+//! (`Inner::changed`, a [`Signal`] that skips the wake-up when nobody sleeps) announces every
+//! change. Driver callbacks always run with the mutex released, so a callback may call back
+//! into the kernel.
+//!
+//! Execution ([`Execution`]): with `Inline` the threads that wait for DPCs (`advance`,
+//! `run_until_idle`, `KeFlushQueuedDpcs`, `ExDeleteTimer` with `Wait`) run them themselves
+//! (`inline`); with `Threaded` each simulated processor is a thread (`processor`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -26,6 +31,7 @@ use crate::types::{
 mod clock;
 mod dpc;
 mod ex_timer;
+mod inline;
 mod pool;
 mod processor;
 mod timers;
@@ -49,7 +55,26 @@ pub enum Clock {
     RealTime,
 }
 
-/// How a kernel is built. `Config::default()`: 2 processors, 15.625 ms tick, virtual clock.
+/// Where DPC routines and `EX_TIMER` callbacks run (docs/SIMULATOR.md, "Execution modes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Execution {
+    /// No processor threads: the thread that waits for DPCs (`Kernel::advance`,
+    /// `Kernel::run_until_idle`, `KeFlushQueuedDpcs`, `ExDeleteTimer` with `Wait`) runs them
+    /// itself, one at a time, each "on" the simulated processor it was queued on (IRQL,
+    /// [`current_processor`], [`in_callback`] as on a processor thread). Same order and trace
+    /// as `Threaded` with serial dispatch, without a thread hand-off per DPC. A bug check
+    /// raised inside a driver callback stops the process (a callback cannot unwind, and the
+    /// caller's thread cannot halt). Virtual clock only.
+    #[default]
+    Inline,
+    /// One thread per simulated processor. Needed for true concurrency: DPCs running on two
+    /// processors at once (`Config::parallel_dpcs`), a processor halted by a bug check inside
+    /// a DPC while the test goes on, the real-time clock.
+    Threaded,
+}
+
+/// How a kernel is built. `Config::default()`: 2 processors, 15.625 ms tick, virtual clock,
+/// inline execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Number of simulated processors (each with its own DPC queue). At least 1.
@@ -65,7 +90,8 @@ pub struct Config {
     /// `DPC_WATCHDOG_VIOLATION` (0x133, P1 = 1). Default 120 s ([`wall_time_budget`]).
     pub dpc_watchdog_cumulative: Duration,
     /// `false`: one DPC runs at a time, in queuing order (deterministic traces).
-    /// `true`: each processor runs its own queue concurrently.
+    /// `true`: each processor runs its own queue concurrently (inline: a processor may start
+    /// a DPC while another processor's runs on another dispatching thread).
     pub parallel_dpcs: bool,
     /// System time at boot (100 ns since 1601-01-01).
     pub boot_system_time: i64,
@@ -73,6 +99,9 @@ pub struct Config {
     pub trace: bool,
     /// Also write `kernel_sim::print` lines to stderr.
     pub echo_prints: bool,
+    /// Where DPCs run: on the dispatching thread (`Inline`, the default) or on processor
+    /// threads (`Threaded`). The real-time clock always uses `Threaded`.
+    pub execution: Execution,
 }
 
 /// How much longer a wall-clock budget is under Miri: its isolated clock advances 5 µs per
@@ -105,13 +134,14 @@ impl Default for Config {
             boot_system_time: DEFAULT_BOOT_SYSTEM_TIME,
             trace: true,
             echo_prints: false,
+            execution: Execution::Inline,
         }
     }
 }
 
 impl Config {
-    /// A real-time kernel ticking every `tick` of wall time, with processors running DPCs
-    /// concurrently and no event log.
+    /// A real-time kernel ticking every `tick` of wall time, with processor threads running
+    /// DPCs concurrently and no event log.
     ///
     /// # Panics
     /// If `tick` is zero or does not fit a `u32` count of 100 ns units.
@@ -124,6 +154,7 @@ impl Config {
             clock: Clock::RealTime,
             parallel_dpcs: true,
             trace: false,
+            execution: Execution::Threaded,
             ..Self::default()
         }
     }
@@ -513,12 +544,52 @@ pub fn print(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// The kernel's condition variable, with `Condvar`'s API, counting its sleepers so that a
+/// change nobody waits for costs no wake-up system call (an inline kernel notifies after every
+/// DPC, usually with nobody asleep). Sound because every sleeper registers under the state
+/// mutex before it sleeps and every notifier changes the state under that mutex first.
+#[derive(Debug, Default)]
+struct Signal {
+    condvar: Condvar,
+    sleepers: AtomicUsize,
+}
+
+impl Signal {
+    fn notify_all(&self) {
+        if self.sleepers.load(Ordering::Acquire) > 0 {
+            self.condvar.notify_all();
+        }
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> LockResult<MutexGuard<'a, State>> {
+        self.sleepers.fetch_add(1, Ordering::AcqRel);
+        let result = self.condvar.wait(guard);
+        self.sleepers.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    fn wait_timeout<'a>(
+        &self,
+        guard: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, State>, std::sync::WaitTimeoutResult)> {
+        self.sleepers.fetch_add(1, Ordering::AcqRel);
+        let result = self.condvar.wait_timeout(guard, timeout);
+        self.sleepers.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+}
+
 /// Shared kernel internals (one per [`Kernel`]).
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: Config,
     state: Mutex<State>,
-    changed: Condvar,
+    changed: Signal,
+    /// DPCs run on the dispatching thread (`Execution::Inline` with the virtual clock).
+    inline: bool,
+    /// This kernel, for binding a dispatching thread while it runs a DPC inline.
+    this: Weak<Inner>,
     crashed: AtomicBool,
     started: Instant,
     id: u64,
@@ -566,8 +637,8 @@ fn units_to_duration(units: u64) -> Duration {
 }
 
 impl Kernel {
-    /// Boots a kernel: starts its processor threads (and, for [`Clock::RealTime`], its
-    /// clock-interrupt thread).
+    /// Boots a kernel: starts its processor threads with [`Execution::Threaded`] (and, for
+    /// [`Clock::RealTime`], its clock-interrupt thread). An inline kernel starts no thread.
     ///
     /// # Panics
     /// If `config.processors` or `config.time_increment` is zero, or a thread cannot start.
@@ -610,16 +681,20 @@ impl Kernel {
             shutdown: false,
             scratch: Vec::with_capacity(64),
         };
-        let inner = Arc::new(Inner {
+        let inline = config.execution == Execution::Inline && config.clock == Clock::Virtual;
+        let inner = Arc::new_cyclic(|this| Inner {
             config,
             state: Mutex::new(state),
-            changed: Condvar::new(),
+            changed: Signal::default(),
+            inline,
+            this: this.clone(),
             crashed: AtomicBool::new(false),
             started: Instant::now(),
             id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
         });
         let mut threads = Vec::with_capacity(processors + 1);
-        for cpu in 0..processors {
+        let processor_threads = if inline { 0 } else { processors };
+        for cpu in 0..processor_threads {
             let inner = Arc::clone(&inner);
             threads.push(
                 std::thread::Builder::new()
@@ -987,14 +1062,26 @@ impl Inner {
         }
         drop(st);
         self.changed.notify_all();
-        if halt.is_none()
-            && in_driver_frame()
-            && INLINE_DRIVER_CALLS.try_with(Cell::get).unwrap_or(false)
-        {
-            eprintln!("kernel-sim: {bug_check} inside a driver callback called inline");
-            std::process::abort();
-        }
-        if halt.is_some() || in_driver_frame() {
+        let driver_frame = in_driver_frame();
+        if halt.is_some() || driver_frame {
+            // A callback running on the thread that drives the kernel (a DPC under
+            // `Execution::Inline`, a KMDF callback under `inline_driver_calls`) cannot unwind
+            // (`extern "C"`) and must not park (the caller would hang): the process stops.
+            if halt.is_some() && self.inline {
+                eprintln!(
+                    "kernel-sim: {bug_check} inside a driver callback running inline; a \
+                     callback cannot unwind, so the process stops (Execution::Threaded halts \
+                     the simulated processor instead)"
+                );
+                std::process::abort();
+            }
+            if halt.is_none()
+                && driver_frame
+                && INLINE_DRIVER_CALLS.try_with(Cell::get).unwrap_or(false)
+            {
+                eprintln!("kernel-sim: {bug_check} inside a driver callback called inline");
+                std::process::abort();
+            }
             // Unwinding out of the driver's `extern "C"` callback would abort the process:
             // this processor stops here, as the machine would.
             loop {

@@ -1,12 +1,54 @@
 //! Tagged pool (`ExAllocatePool2` / `ExFreePoolWithTag`) with the free-time checks on the
 //! kernel objects a block holds, and the unload verifier pass.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::ops::Range;
 
 use crate::bugcheck::{BugCheck, codes};
 use crate::trace::Event;
 
 use super::{EntryKind, Inner, PoolBlock, SendPtr, State, irql, thread_token};
+
+/// Kernel objects are 8-byte aligned (checked at every call), so the ones inside a block
+/// are at its 8-byte aligned addresses.
+const OBJECT_ALIGN: usize = 8;
+
+/// Whether looking up each aligned address of `range` is cheaper than scanning `len` records
+/// (a small block among many timers, as when a driver frees one of thousands).
+fn probing_is_cheaper(range: &Range<usize>, len: usize) -> bool {
+    range.len() / OBJECT_ALIGN < len
+}
+
+/// Calls `f` for each record of `map` whose object lies in `range`.
+fn for_each_in<V>(map: &HashMap<usize, V>, range: Range<usize>, mut f: impl FnMut(usize, &V)) {
+    if probing_is_cheaper(&range, map.len()) {
+        let first = range.start.next_multiple_of(OBJECT_ALIGN);
+        for addr in (first..range.end).step_by(OBJECT_ALIGN) {
+            if let Some(value) = map.get(&addr) {
+                f(addr, value);
+            }
+        }
+    } else {
+        for (addr, value) in map {
+            if range.contains(addr) {
+                f(*addr, value);
+            }
+        }
+    }
+}
+
+/// Removes the records of `map` whose object lies in `range`.
+fn remove_in<V>(map: &mut HashMap<usize, V>, range: Range<usize>) {
+    if probing_is_cheaper(&range, map.len()) {
+        let first = range.start.next_multiple_of(OBJECT_ALIGN);
+        for addr in (first..range.end).step_by(OBJECT_ALIGN) {
+            map.remove(&addr);
+        }
+    } else {
+        map.retain(|addr, _| !range.contains(addr));
+    }
+}
 
 impl Inner {
     /// `ExAllocatePool2` after IRQL checks.
@@ -94,12 +136,12 @@ impl Inner {
         }
         let end = addr + block.layout.size();
         let range = addr..end;
-        let set_timer = st
-            .timers
-            .iter()
-            .filter(|(a, t)| range.contains(*a) && t.set.is_some())
-            .map(|(a, _)| *a)
-            .min();
+        let mut set_timer = None;
+        for_each_in(&st.timers, range.clone(), |a, t| {
+            if t.set.is_some() {
+                set_timer = Some(set_timer.map_or(a, |b: usize| b.min(a)));
+            }
+        });
         if let Some(timer) = set_timer {
             self.fail(
                 st,
@@ -110,28 +152,21 @@ impl Inner {
             );
         }
         let own_thread = thread_token();
-        let busy_dpc = st
-            .dpcs
-            .iter()
-            .filter(|(a, d)| {
-                if !range.contains(*a) {
-                    return false;
-                }
-                // A DPC routine may free its own KDPC: only other runs count.
-                let own_runs = st
-                    .running
-                    .iter()
-                    .flatten()
-                    .filter(|r| {
-                        r.entry.kind == EntryKind::Dpc
-                            && r.entry.addr == **a
-                            && r.thread == own_thread
-                    })
-                    .count();
-                d.queued.is_some() || d.running as usize > own_runs
-            })
-            .map(|(a, _)| *a)
-            .min();
+        let mut busy_dpc = None;
+        for_each_in(&st.dpcs, range, |a, d| {
+            // A DPC routine may free its own KDPC: only other runs count.
+            let own_runs = st
+                .running
+                .iter()
+                .flatten()
+                .filter(|r| {
+                    r.entry.kind == EntryKind::Dpc && r.entry.addr == a && r.thread == own_thread
+                })
+                .count();
+            if d.queued.is_some() || d.running as usize > own_runs {
+                busy_dpc = Some(busy_dpc.map_or(a, |b: usize| b.min(a)));
+            }
+        });
         if let Some(dpc) = busy_dpc {
             self.fail(
                 st,
@@ -150,8 +185,8 @@ impl Inner {
             return;
         };
         let range = addr..addr + block.layout.size();
-        st.timers.retain(|a, _| !range.contains(a));
-        st.dpcs.retain(|a, _| !range.contains(a));
+        remove_in(&mut st.timers, range.clone());
+        remove_in(&mut st.dpcs, range);
         st.pool_stats.frees += 1;
         st.pool_stats.outstanding_allocations -= 1;
         st.pool_stats.outstanding_bytes -= block.layout.size();

@@ -62,7 +62,8 @@ impl Inner {
         BOUND.with(|bound| *bound.borrow_mut() = None);
     }
 
-    /// Runs one dequeued DPC or `EX_TIMER` callback on `cpu` (lock released meanwhile).
+    /// Runs one dequeued DPC or `EX_TIMER` callback on `cpu` (lock released meanwhile), on
+    /// the calling thread: a processor thread, or an inline dispatcher (module `inline`).
     pub(super) fn run_entry<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
@@ -116,6 +117,8 @@ impl Inner {
         self.trace(&mut st, Event::DpcStarted { dpc: entry.id, cpu });
         drop(st);
 
+        // A processor thread is at PASSIVE_LEVEL here; an inline dispatcher at its caller's.
+        let caller_irql = irql();
         set_irql(DISPATCH_IRQL);
         CALLBACK_DEPTH.with(|depth| depth.set(depth.get() + 1));
         let routine_address = match call {
@@ -135,7 +138,7 @@ impl Inner {
         };
         CALLBACK_DEPTH.with(|depth| depth.set(depth.get() - 1));
         let returned_irql = irql();
-        set_irql(0);
+        set_irql(caller_irql);
 
         let st = self.lock();
         self.finish_run(st, cpu, entry, returned_irql, routine_address, started)

@@ -20,6 +20,17 @@ use kernel_sim::{
     TIMER_TYPE, ntddk,
 };
 
+/// The default configuration with processor threads (`Execution::Threaded`): for the tests
+/// that need true concurrency (two DPCs running at once, a processor halted by a bug check
+/// inside a DPC while the test goes on, a DPC blocked past the watchdog while the test's
+/// thread watches).
+pub fn threaded() -> kernel_sim::Config {
+    kernel_sim::Config {
+        execution: kernel_sim::Execution::Threaded,
+        ..kernel_sim::Config::default()
+    }
+}
+
 /// Milliseconds in 100 ns units.
 pub const MS: i64 = 10_000;
 /// The default tick (15.625 ms) in 100 ns units.

@@ -51,7 +51,7 @@ macro_rules! ensure {
 pub(super) const ALL: &[Scenario] = &[
     Scenario {
         name: "handshake",
-        summary: "get-info: ABI version matches, clock and limits are sane",
+        summary: "get-info: ABI version matches, clock and limits are sane; its round trip timed",
         run: handshake,
     },
     Scenario {
@@ -188,8 +188,10 @@ fn handshake(env: &Env<'_>) -> Result<Outcome, String> {
         info.interrupt_time,
         later.interrupt_time
     );
+    let round_trip = get_info_round_trip(&client)?;
     Ok(Outcome::pass(format!(
-        "driver {}, ABI {}, tick {}, per handle {} timers / {} waits / ring {}, min period {} ms",
+        "driver {}, ABI {}, tick {}, per handle {} timers / {} waits / ring {}, min period {} ms; \
+         {round_trip}",
         driver_version(&info),
         info.header.abi_version,
         format_ms(i64::from(info.clock_increment)),
@@ -198,6 +200,33 @@ fn handshake(env: &Env<'_>) -> Result<Outcome, String> {
         info.event_ring_capacity,
         info.min_period_ms
     )))
+}
+
+/// Synchronous get-info calls timed in the app (warm-up calls first).
+const ROUND_TRIPS: usize = 1000;
+
+/// The wall time of a synchronous get-info IOCTL, from the app's side: `DeviceIoControl` in,
+/// the driver's dispatch, completion, back. Reported, not judged (it measures the host).
+fn get_info_round_trip(client: &crate::client::Client) -> Result<String, String> {
+    for _ in 0..ROUND_TRIPS / 10 {
+        op("get-info", client.info())?;
+    }
+    let mut nanos = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let started = std::time::Instant::now();
+        op("get-info", client.info())?;
+        nanos.push(started.elapsed().as_nanos());
+    }
+    nanos.sort_unstable();
+    let at = |fraction: usize| nanos[(nanos.len() - 1) * fraction / 100];
+    #[expect(clippy::cast_precision_loss, reason = "round trips far below 2^52 ns")]
+    let micros = |ns: u128| ns as f64 / 1000.0;
+    Ok(format!(
+        "get-info round trip over {ROUND_TRIPS} calls: p50 {:.1} us, p99 {:.1} us, max {:.1} us",
+        micros(at(50)),
+        micros(at(99)),
+        micros(at(100))
+    ))
 }
 
 /// `major.minor.patch`.
