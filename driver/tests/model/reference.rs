@@ -1,7 +1,7 @@
 //! The reference model: what the documentation says happens, computed without the driver.
 //!
 //! Two halves, each small and written from its document:
-//! - the kernel (`/work/shared/kernel-timer-semantics.md`, and the simulator's documented
+//! - the kernel (`../shared/kernel-timer-semantics.md`, and the simulator's documented
 //!   choices in docs/SIMULATOR.md): timers expire on clock ticks, in due order; a relative
 //!   due time is interrupt time, an absolute one is system time and follows clock changes
 //!   until it expires; later periods of a periodic timer are intervals; a DPC object is
