@@ -7,15 +7,15 @@
 //! re-derived the buffer pointer from a unique borrow at the second retrieval invalidated
 //! the first pointer (a Stacked Borrows violation at the driver's read of its input).
 
+#[macro_use]
+mod minimal_driver;
+
 use std::sync::Mutex;
 use std::time::Duration;
 
 use kernel_sim::wdf::{Framework, FrameworkConfig};
 use kernel_sim::{
-    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, Config, Kernel, NTSTATUS, PCUNICODE_STRING,
-    PDRIVER_OBJECT, PVOID, PWDFDEVICE_INIT, STATUS_SUCCESS, WDF_DRIVER_CONFIG, WDF_IO_QUEUE_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST,
-    call_unsafe_wdf_function_binding,
+    Config, Kernel, PVOID, STATUS_SUCCESS, WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
 
 /// A `METHOD_BUFFERED` code (device type 0x22, function 0x800).
@@ -97,63 +97,7 @@ unsafe extern "C" fn io_device_control(
     }
 }
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut init = init;
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init block and a local out pointer.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
-    if status != STATUS_SUCCESS {
-        return status;
-    }
-    let mut config = WDF_IO_QUEUE_CONFIG {
-        Size: u32::try_from(size_of::<WDF_IO_QUEUE_CONFIG>()).unwrap(),
-        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
-        PowerManaged: _WDF_TRI_STATE::WdfFalse,
-        DefaultQueue: 1,
-        EvtIoDeviceControl: Some(io_device_control),
-        ..WDF_IO_QUEUE_CONFIG::default()
-    };
-    config.Settings.Parallel.NumberOfPresentedRequests = u32::MAX;
-    // SAFETY: a valid device and config.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfIoQueueCreate,
-            device,
-            &raw mut config,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            core::ptr::null_mut()
-        )
-    }
-}
-
-unsafe extern "system" fn driver_entry(
-    driver: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: u32::try_from(size_of::<WDF_DRIVER_CONFIG>()).unwrap(),
-        EvtDriverDeviceAdd: Some(device_add),
-        ..WDF_DRIVER_CONFIG::default()
-    };
-    // SAFETY: the kernel's arguments and a valid config.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+minimal_kmdf_driver!(io_device_control);
 
 #[test]
 fn input_and_output_are_one_system_buffer_usable_through_both_pointers() {

@@ -2,6 +2,9 @@
 //! the correct use next to it. A minimal driver (below) parks every IOCTL it receives so
 //! that the test thread can act on the request with the DDIs directly.
 
+#[macro_use]
+mod minimal_driver;
+
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -9,11 +12,9 @@ use std::time::Duration;
 use kernel_sim::bugcheck::codes;
 use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig};
 use kernel_sim::{
-    _WDF_EXECUTION_LEVEL, _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE,
-    BugCheck, Config, Kernel, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, PWDFDEVICE_INIT,
-    STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_SUCCESS, UNICODE_STRING, WDF_DRIVER_CONFIG,
-    WDF_IO_QUEUE_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
-    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFQUEUE, WDFREQUEST,
+    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, BugCheck, Config, Kernel,
+    STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_SUCCESS, UNICODE_STRING,
+    WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFQUEUE, WDFREQUEST,
     call_unsafe_wdf_function_binding, catch_bug_check, ntddk,
 };
 
@@ -43,63 +44,7 @@ unsafe extern "C" fn io_device_control(
         .push(request.addr());
 }
 
-unsafe extern "C" fn device_add(_driver: WDFDRIVER, init: PWDFDEVICE_INIT) -> NTSTATUS {
-    let mut init = init;
-    let mut device: WDFDEVICE = core::ptr::null_mut();
-    // SAFETY: the framework's init block and local out pointer.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDeviceCreate,
-            &raw mut init,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut device
-        )
-    };
-    if status != STATUS_SUCCESS {
-        return status;
-    }
-    let mut config = WDF_IO_QUEUE_CONFIG {
-        Size: u32::try_from(size_of::<WDF_IO_QUEUE_CONFIG>()).unwrap(),
-        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
-        PowerManaged: _WDF_TRI_STATE::WdfFalse,
-        DefaultQueue: 1,
-        EvtIoDeviceControl: Some(io_device_control),
-        ..WDF_IO_QUEUE_CONFIG::default()
-    };
-    config.Settings.Parallel.NumberOfPresentedRequests = u32::MAX;
-    // SAFETY: a valid device and config.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfIoQueueCreate,
-            device,
-            &raw mut config,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            core::ptr::null_mut()
-        )
-    }
-}
-
-unsafe extern "system" fn driver_entry(
-    driver: PDRIVER_OBJECT,
-    registry_path: PCUNICODE_STRING,
-) -> NTSTATUS {
-    let mut config = WDF_DRIVER_CONFIG {
-        Size: u32::try_from(size_of::<WDF_DRIVER_CONFIG>()).unwrap(),
-        EvtDriverDeviceAdd: Some(device_add),
-        ..WDF_DRIVER_CONFIG::default()
-    };
-    // SAFETY: the kernel's arguments and a valid config.
-    unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfDriverCreate,
-            driver,
-            registry_path,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut config,
-            core::ptr::null_mut()
-        )
-    }
-}
+minimal_kmdf_driver!(io_device_control);
 
 struct Rig {
     kernel: Kernel,
