@@ -589,19 +589,7 @@ fn open_on_driver_thread(fx: &Arc<Fx>, device: usize, name: Vec<u16>) -> Result<
 /// A failed create: the file object goes without cleanup or close.
 fn discard_failed_create(fx: &Arc<Fx>, device: usize, file: usize) {
     fx.delete_object(file, false);
-    let delete_device = {
-        let mut st = fx.lock();
-        match device_mut(&mut st, device) {
-            Some(d) => {
-                d.open_files = d.open_files.saturating_sub(1);
-                d.open_files == 0 && d.deleted_when_closed
-            }
-            None => false,
-        }
-    };
-    if delete_device {
-        fx.delete_device(device);
-    }
+    fx.release_device_of_closed_file(device);
 }
 
 /// Waits (wall time, polling for a bug check) for an IRP's completion.

@@ -874,6 +874,12 @@ impl Fx {
             call_close(close, file);
         }
         self.delete_object(file, true);
+        self.release_device_of_closed_file(device);
+    }
+
+    /// A file object of `device` is gone: one open file fewer, and a device that was removed
+    /// while files were open is deleted with its last one.
+    pub(crate) fn release_device_of_closed_file(self: &Arc<Self>, device: usize) {
         let delete_device = {
             let mut st = self.lock();
             match device_mut(&mut st, device) {
