@@ -678,8 +678,6 @@ impl<R: IoRequest> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let now =
             i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
-        let system_now =
-            i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX);
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
             let state = &mut *guard;
@@ -694,7 +692,9 @@ impl<R: IoRequest> HandleCore<R> {
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
-            entry.arming.date_first_run(now, system_now);
+            entry.arming.date_first_run(now, || {
+                i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX)
+            });
             let Some(run) = entry.stats.record_run(entry.arming, now) else {
                 return;
             };

@@ -46,9 +46,12 @@ impl Arming {
     /// clock as it reads now, and later periods count from there (they are intervals). Its
     /// lateness is then `system_now - system_due`. Does nothing for a relative arming or
     /// after the first run. Any IRQL; no allocation.
-    pub fn date_first_run(&mut self, interrupt_now: i64, system_now: i64) {
+    ///
+    /// `system_now` reads the system clock; it is called only for that first run, so the
+    /// expiry path of a relative or already dated arming does not read a second clock.
+    pub fn date_first_run(&mut self, interrupt_now: i64, system_now: impl FnOnce() -> i64) {
         if self.system_due.is_some() {
-            self.first_due = self.first_due_at(interrupt_now, system_now);
+            self.first_due = self.first_due_at(interrupt_now, system_now());
             self.system_due = None;
         }
     }
@@ -246,13 +249,13 @@ mod tests {
         };
         assert_eq!(arming.first_due_at(200, 4_000_200), 1_000_000);
         // The first run comes at interrupt 1_000_300 (system 5_000_300): 300 late.
-        arming.date_first_run(1_000_300, 5_000_300);
+        arming.date_first_run(1_000_300, || 5_000_300);
         assert_eq!((arming.first_due, arming.system_due), (1_000_000, None));
         let mut stats = Stats::default();
         let run = stats.record_run(arming, 1_000_300).unwrap();
         assert_eq!((run.sequence, run.due, run.lateness), (1, 1_000_000, 300));
         // Later periods are intervals: a clock change after the first run moves nothing.
-        arming.date_first_run(1_001_000, 9_999_999);
+        arming.date_first_run(1_001_000, || 9_999_999);
         assert_eq!(arming.first_due, 1_000_000);
         assert_eq!(arming.first_due_at(1_001_000, 9_999_999), 1_000_000);
         let run = stats.record_run(arming, 1_001_000).unwrap();
