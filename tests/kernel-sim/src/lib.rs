@@ -26,6 +26,7 @@
 //! assert_eq!(unsafe { ntddk::KeReadStateTimer(timer) }, 1);
 //! ```
 
+mod addr_map;
 pub mod bugcheck;
 mod kernel;
 pub mod ntddk;

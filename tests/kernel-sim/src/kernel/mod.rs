@@ -14,13 +14,14 @@
 //! (`inline`); with `Threaded` each simulated processor is a thread (`processor`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::addr_map::AddrMap;
 use crate::bugcheck::{self, BugCheck, codes};
 use crate::trace::{Event, ObjectId, TraceEvent};
 use crate::types::{
@@ -386,9 +387,9 @@ pub(crate) struct State {
     now: u64,
     last_tick: u64,
     system_offset: i64,
-    timers: HashMap<usize, TimerRec>,
-    dpcs: HashMap<usize, DpcRec>,
-    ex_timers: HashMap<usize, ExTimerRec>,
+    timers: AddrMap<TimerRec>,
+    dpcs: AddrMap<DpcRec>,
+    ex_timers: AddrMap<ExTimerRec>,
     queues: Vec<VecDeque<Entry>>,
     running: Vec<Option<Running>>,
     busy_since: Vec<Option<Instant>>,
@@ -400,7 +401,7 @@ pub(crate) struct State {
     waiters: Vec<Waiter>,
     next_waiter: u64,
     dispatch_limits: Vec<u64>,
-    pool: HashMap<usize, PoolBlock>,
+    pool: AddrMap<PoolBlock>,
     pool_stats: PoolStats,
     next_pool_seq: u64,
     fail_allocations: u64,
@@ -655,9 +656,9 @@ impl Kernel {
             now: 0,
             last_tick: 0,
             system_offset: config.boot_system_time,
-            timers: HashMap::new(),
-            dpcs: HashMap::new(),
-            ex_timers: HashMap::new(),
+            timers: AddrMap::default(),
+            dpcs: AddrMap::default(),
+            ex_timers: AddrMap::default(),
             queues: (0..processors)
                 .map(|_| VecDeque::with_capacity(64))
                 .collect(),
@@ -671,7 +672,7 @@ impl Kernel {
             waiters: Vec::new(),
             next_waiter: 1,
             dispatch_limits: Vec::with_capacity(8),
-            pool: HashMap::new(),
+            pool: AddrMap::default(),
             pool_stats: PoolStats::default(),
             next_pool_seq: 1,
             fail_allocations: 0,

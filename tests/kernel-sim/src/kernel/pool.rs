@@ -1,10 +1,10 @@
 //! Tagged pool (`ExAllocatePool2` / `ExFreePoolWithTag`) with the free-time checks on the
 //! kernel objects a block holds, and the unload verifier pass.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ops::Range;
 
+use crate::addr_map::AddrMap;
 use crate::bugcheck::{BugCheck, codes};
 use crate::trace::Event;
 
@@ -21,7 +21,7 @@ fn probing_is_cheaper(range: &Range<usize>, len: usize) -> bool {
 }
 
 /// Calls `f` for each record of `map` whose object lies in `range`.
-fn for_each_in<V>(map: &HashMap<usize, V>, range: Range<usize>, mut f: impl FnMut(usize, &V)) {
+fn for_each_in<V>(map: &AddrMap<V>, range: Range<usize>, mut f: impl FnMut(usize, &V)) {
     if probing_is_cheaper(&range, map.len()) {
         let first = range.start.next_multiple_of(OBJECT_ALIGN);
         for addr in (first..range.end).step_by(OBJECT_ALIGN) {
@@ -39,7 +39,7 @@ fn for_each_in<V>(map: &HashMap<usize, V>, range: Range<usize>, mut f: impl FnMu
 }
 
 /// Removes the records of `map` whose object lies in `range`.
-fn remove_in<V>(map: &mut HashMap<usize, V>, range: Range<usize>) {
+fn remove_in<V>(map: &mut AddrMap<V>, range: Range<usize>) {
     if probing_is_cheaper(&range, map.len()) {
         let first = range.start.next_multiple_of(OBJECT_ALIGN);
         for addr in (first..range.end).step_by(OBJECT_ALIGN) {

@@ -23,6 +23,7 @@ use super::types::{
     UNICODE_STRING, WDF_FILEOBJECT_CONFIG, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO,
     WDFFILEOBJECT,
 };
+use crate::addr_map::AddrMap;
 use crate::bugcheck::{BugCheck, codes, wdf_object};
 use crate::kernel::{DriverFrame, Kernel, irql};
 use crate::types::NTSTATUS;
@@ -364,11 +365,11 @@ pub(crate) struct Init {
 
 #[derive(Debug, Default)]
 pub(crate) struct FxState {
-    pub(crate) objects: HashMap<usize, Obj>,
+    pub(crate) objects: AddrMap<Obj>,
     pub(crate) driver: Option<usize>,
     pub(crate) device_add: PFN_WDF_DRIVER_DEVICE_ADD,
     pub(crate) driver_unload: PFN_WDF_DRIVER_UNLOAD,
-    pub(crate) inits: HashMap<usize, Init>,
+    pub(crate) inits: AddrMap<Init>,
     pub(crate) faults: HashMap<Fault, NTSTATUS>,
     pub(crate) work_items: usize,
     pub(crate) log: Vec<Callback>,
