@@ -62,13 +62,23 @@ struct SlotMeta {
 }
 
 /// Issues and validates ids for one handle. Fixed capacity, allocated once (at open).
+///
+/// Slots are brought into use lazily: the table reserves room for every slot at open but
+/// writes a slot's bookkeeping only when it is first issued, so opening a handle costs the
+/// same whatever its timer limit, and scans cover only the slots ever used.
 #[derive(Debug)]
 pub struct SlotTable {
     serial: u32,
+    /// The slots issued at least once, in index order (never more than `capacity`).
     slots: alloc::vec::Vec<SlotMeta>,
-    /// Free slot indices, used as a stack (no allocation after construction: its capacity is
-    /// the slot count).
+    /// Released slot indices, used as a stack (no allocation after construction: its
+    /// capacity is the slot count). A fresh slot is issued only when it is empty.
     free: alloc::vec::Vec<u16>,
+    /// The slot count.
+    capacity: usize,
+    /// The generation a slot starts at when first issued (0, except after the simulator's
+    /// test hook [`SlotTable::skip_to_generation`]).
+    fresh_generation: u32,
 }
 
 /// Why an id was rejected.
@@ -102,33 +112,26 @@ impl SlotTable {
         let capacity = capacity.min(MAX_SLOTS);
         let mut slots = alloc::vec::Vec::new();
         slots.try_reserve_exact(capacity).ok()?;
-        slots.resize(
-            capacity,
-            SlotMeta {
-                generation: 0,
-                live: false,
-                retired: false,
-            },
-        );
         let mut free = alloc::vec::Vec::new();
         free.try_reserve_exact(capacity).ok()?;
-        // Lowest index on top of the stack, so ids come out in slot order.
-        free.extend(
-            (0..capacity)
-                .rev()
-                .filter_map(|index| u16::try_from(index).ok()),
-        );
         Some(Self {
             serial,
             slots,
             free,
+            capacity,
+            fresh_generation: 0,
         })
     }
 
     /// Reserves a free slot and returns the id it will carry, or `None` if every slot is live
-    /// or retired (tell the two apart with [`SlotTable::live_count`]). Does not allocate; any IRQL.
+    /// or retired (tell the two apart with [`SlotTable::live_count`]). The most recently
+    /// released slot first, then the lowest never-used one, so ids come out in slot order
+    /// until timers are closed. Does not allocate; any IRQL.
     pub fn allocate(&mut self) -> Option<TimerId> {
-        let slot = self.free.pop()?;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => self.issue_fresh_slot()?,
+        };
         let meta = self.slots.get_mut(usize::from(slot))?;
         meta.live = true;
         Some(TimerId {
@@ -136,6 +139,22 @@ impl SlotTable {
             generation: meta.generation,
             slot,
         })
+    }
+
+    /// Brings the lowest never-used slot into use, if any remains. Stays within the
+    /// capacity reserved at open, so it never allocates.
+    fn issue_fresh_slot(&mut self) -> Option<u16> {
+        let index = self.slots.len();
+        if index >= self.capacity || index >= self.slots.capacity() {
+            return None;
+        }
+        let slot = u16::try_from(index).ok()?;
+        self.slots.push(SlotMeta {
+            generation: self.fresh_generation,
+            live: false,
+            retired: false,
+        });
+        Some(slot)
     }
 
     /// The slot a live id names.
@@ -195,7 +214,7 @@ impl SlotTable {
     /// The slot count.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.capacity
     }
 
     /// The handle serial ids of this table carry.
@@ -223,6 +242,7 @@ impl SlotTable {
     #[cfg(any(test, ktimer_seam = "sim"))]
     pub fn skip_to_generation(&mut self, generation: u32) {
         let generation = generation.min(LAST_GENERATION);
+        self.fresh_generation = self.fresh_generation.max(generation);
         for meta in &mut self.slots {
             if !meta.live && !meta.retired && meta.generation < generation {
                 meta.generation = generation;
@@ -232,6 +252,13 @@ impl SlotTable {
 
     #[cfg(test)]
     fn force_generation(&mut self, slot: u16, generation: u32) {
+        // Bring the never-used slots up to `slot` into use, beneath the released ones on the
+        // free stack and lowest on top: the order `allocate` would have issued them in.
+        while self.slots.len() <= usize::from(slot) {
+            let index = u16::try_from(self.slots.len()).unwrap();
+            assert!(self.issue_fresh_slot().is_some());
+            self.free.insert(0, index);
+        }
         if let Some(meta) = self.slots.get_mut(usize::from(slot)) {
             meta.generation = generation;
         }
@@ -265,6 +292,24 @@ mod tests {
         assert_ne!(again.to_raw(), first.to_raw());
         assert_eq!(table.lookup(first.to_raw()), Err(IdError::Stale));
         assert_eq!(table.lookup(again.to_raw()), Ok(again.slot));
+    }
+
+    #[test]
+    fn released_slots_are_reissued_before_never_used_ones_and_in_slot_order_otherwise() {
+        let mut table = SlotTable::new(9, 5).unwrap();
+        let slots: alloc::vec::Vec<u16> = (0..3).map(|_| table.allocate().unwrap().slot).collect();
+        assert_eq!(slots, [0, 1, 2]);
+        table.release(0);
+        table.release(2);
+        let next: alloc::vec::Vec<u16> = (0..3).map(|_| table.allocate().unwrap().slot).collect();
+        assert_eq!(
+            next,
+            [2, 0, 3],
+            "last released first, then the lowest never used"
+        );
+        assert_eq!(table.allocate().map(|id| id.slot), Some(4));
+        assert_eq!(table.allocate(), None);
+        assert_eq!((table.live_count(), table.capacity()), (5, 5));
     }
 
     #[test]

@@ -125,7 +125,9 @@ struct HandleState<R: IoRequest> {
     /// Set by cleanup/unload: every later request is refused with `STATUS_CANCELLED`.
     closing: bool,
     table: SlotTable,
-    /// Indexed by slot.
+    /// Indexed by slot. Room for every slot is reserved at open; the vector grows inside that
+    /// reservation as slots are first used (see [`HandleState::place`]), so an open does not
+    /// write, and a teardown does not scan, the slots a handle never used.
     timers: Vec<Option<TimerEntry<Expiry<R>>>>,
     ring: EventRing,
     waits: WaitList<R>,
@@ -216,7 +218,6 @@ impl<R: IoRequest> Service<R> {
         timers
             .try_reserve_exact(capacity)
             .map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
-        timers.resize_with(capacity, || None);
         let core = PoolArc::new(
             HandleCore {
                 serial,
@@ -369,7 +370,7 @@ impl<R: IoRequest> Service<R> {
         let mut state = core.state.lock();
         let failure = if state.closing {
             Some((Some(entry), STATUS_CANCELLED))
-        } else if let Some(place) = state.timers.get_mut(usize::from(id.slot)) {
+        } else if let Some(place) = state.place(id.slot) {
             // Armed under the lock, so the expiry path cannot see the entry before it is.
             match place.insert(entry).arm(&prepared) {
                 Ok(_) => None,
@@ -604,6 +605,19 @@ fn drain_into(ring: &mut EventRing, output: &mut [u8]) -> Completion {
 }
 
 impl<R: IoRequest> HandleState<R> {
+    /// The place of a slot's timer, growing the table up to it if the slot is used for the
+    /// first time. `None` past the reservation made at open: it never allocates. Any IRQL.
+    fn place(&mut self, slot: u16) -> Option<&mut Option<TimerEntry<Expiry<R>>>> {
+        let index = usize::from(slot);
+        if index >= self.timers.len() {
+            if index >= self.timers.capacity() {
+                return None;
+            }
+            self.timers.resize_with(index + 1, || None);
+        }
+        self.timers.get_mut(index)
+    }
+
     /// The slot of the live timer an id names, unless the handle is closing.
     fn live_slot(&self, raw_id: u64) -> Result<u16, NtStatus> {
         if self.closing {
