@@ -122,6 +122,18 @@ impl Fuzzer {
         }
     }
 
+    /// As [`Fuzzer::new`], or threaded ([`Fuzzer::with_execution`]) when the environment
+    /// variable `KTIMER_FUZZ_THREADED` is set: how the fuzz target and the corpus replay
+    /// choose, so a rate can be measured, and a crash replayed, on the threaded rig.
+    #[must_use]
+    pub fn from_env() -> Self {
+        if std::env::var_os("KTIMER_FUZZ_THREADED").is_some() {
+            Self::with_execution(Execution::Threaded)
+        } else {
+            Self::new()
+        }
+    }
+
     /// The simulated kernel.
     #[must_use]
     pub fn kernel(&self) -> &Kernel {

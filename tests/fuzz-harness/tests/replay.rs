@@ -69,11 +69,7 @@ fn replay_inputs() {
     } else {
         vec![path]
     };
-    let fuzzer = if std::env::var_os("KTIMER_FUZZ_THREADED").is_some() {
-        Fuzzer::with_execution(kernel_sim::Execution::Threaded)
-    } else {
-        Fuzzer::new()
-    };
+    let fuzzer = Fuzzer::from_env();
     let started = Instant::now();
     let mut total = Outcome::default();
     for file in &files {
