@@ -30,6 +30,7 @@ mod addr_map;
 pub mod bugcheck;
 mod kernel;
 pub mod ntddk;
+mod signal;
 mod trace;
 mod types;
 pub mod wdf;

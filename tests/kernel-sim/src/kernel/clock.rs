@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 use std::sync::{Arc, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::trace::Event;
 use crate::types::STATUS_TIMEOUT;
@@ -252,7 +252,7 @@ impl Inner {
                 st.last_tick = tick;
             }
             self.expire_due(&mut st);
-            if let Some(bug_check) = self.watchdog(&st) {
+            if let Some(bug_check) = self.watchdog(&st, Instant::now()) {
                 self.record(&mut st, bug_check);
             }
             self.changed.notify_all();

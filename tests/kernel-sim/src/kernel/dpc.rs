@@ -3,7 +3,7 @@
 
 use std::ffi::c_void;
 use std::sync::MutexGuard;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::bugcheck::{BugCheck, codes, routine};
 use crate::trace::Event;
@@ -202,7 +202,7 @@ impl Inner {
                 st = self.run_inline(st, cpu, entry, &mut binding);
                 continue;
             }
-            if let Some(bug_check) = self.watchdog(&st) {
+            if let Some(bug_check) = self.watchdog(&st, Instant::now()) {
                 remove_limit(&mut st, limit);
                 if panic_on_crash {
                     self.fail(st, bug_check);
@@ -220,12 +220,12 @@ impl Inner {
     }
 
     /// A `DPC_WATCHDOG_VIOLATION` if some DPC (or some processor's run of DPCs) has
-    /// exceeded the budget.
-    pub(super) fn watchdog(&self, st: &State) -> Option<BugCheck> {
+    /// exceeded the budget by `now` (the caller's clock reading: one per check).
+    pub(super) fn watchdog(&self, st: &State, now: Instant) -> Option<BugCheck> {
         let budget = self.config.dpc_watchdog;
         let ticks = |d: Duration| to_units(d) / self.increment();
         for running in st.running.iter().flatten() {
-            let spent = running.started.elapsed();
+            let spent = now.saturating_duration_since(running.started);
             if spent > budget {
                 return Some(BugCheck::new(
                     codes::DPC_WATCHDOG_VIOLATION,
@@ -235,7 +235,7 @@ impl Inner {
         }
         let cumulative = self.config.dpc_watchdog_cumulative;
         for since in st.busy_since.iter().flatten() {
-            let spent = since.elapsed();
+            let spent = now.saturating_duration_since(*since);
             if spent > cumulative {
                 return Some(BugCheck::new(
                     codes::DPC_WATCHDOG_VIOLATION,

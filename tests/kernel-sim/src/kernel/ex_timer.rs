@@ -2,6 +2,7 @@
 
 use std::ffi::c_void;
 use std::sync::MutexGuard;
+use std::time::Instant;
 
 use crate::bugcheck::{codes, routine};
 use crate::trace::Event;
@@ -163,7 +164,7 @@ impl Inner {
                 if !busy || st.shutdown || st.bug_check.is_some() {
                     break;
                 }
-                if let Some(bug_check) = self.watchdog(&st) {
+                if let Some(bug_check) = self.watchdog(&st, Instant::now()) {
                     self.fail(st, bug_check);
                 }
                 st = self.wait_dispatching(st);

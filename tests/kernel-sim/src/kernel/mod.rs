@@ -16,13 +16,14 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, LockResult, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::addr_map::AddrMap;
 use crate::bugcheck::{self, BugCheck, codes};
+use crate::signal::Signal;
 use crate::trace::{Event, ObjectId, TraceEvent};
 use crate::types::{
     DISPATCH_LEVEL, EX_TIMER, KDPC, KIRQL, KTIMER, NTSTATUS, STATUS_ACCESS_VIOLATION,
@@ -542,42 +543,6 @@ pub fn print(args: std::fmt::Arguments<'_>) {
             kernel.trace(&mut st, Event::Print(line));
         }
         None => eprintln!("{args}"),
-    }
-}
-
-/// The kernel's condition variable, with `Condvar`'s API, counting its sleepers so that a
-/// change nobody waits for costs no wake-up system call (an inline kernel notifies after every
-/// DPC, usually with nobody asleep). Sound because every sleeper registers under the state
-/// mutex before it sleeps and every notifier changes the state under that mutex first.
-#[derive(Debug, Default)]
-struct Signal {
-    condvar: Condvar,
-    sleepers: AtomicUsize,
-}
-
-impl Signal {
-    fn notify_all(&self) {
-        if self.sleepers.load(Ordering::Acquire) > 0 {
-            self.condvar.notify_all();
-        }
-    }
-
-    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> LockResult<MutexGuard<'a, State>> {
-        self.sleepers.fetch_add(1, Ordering::AcqRel);
-        let result = self.condvar.wait(guard);
-        self.sleepers.fetch_sub(1, Ordering::AcqRel);
-        result
-    }
-
-    fn wait_timeout<'a>(
-        &self,
-        guard: MutexGuard<'a, State>,
-        timeout: Duration,
-    ) -> LockResult<(MutexGuard<'a, State>, std::sync::WaitTimeoutResult)> {
-        self.sleepers.fetch_add(1, Ordering::AcqRel);
-        let result = self.condvar.wait_timeout(guard, timeout);
-        self.sleepers.fetch_sub(1, Ordering::AcqRel);
-        result
     }
 }
 

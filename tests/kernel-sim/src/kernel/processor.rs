@@ -179,7 +179,8 @@ impl Inner {
                 ),
             );
         }
-        let spent = started.elapsed();
+        let now = Instant::now();
+        let spent = now.saturating_duration_since(started);
         if spent > self.config.dpc_watchdog && st.bug_check.is_none() {
             let ticks = |d: Duration| to_units(d) / self.increment();
             self.record(
@@ -190,7 +191,7 @@ impl Inner {
                 ),
             );
         }
-        if let Some(bug_check) = self.watchdog(&st)
+        if let Some(bug_check) = self.watchdog(&st, now)
             && st.bug_check.is_none()
         {
             self.record(&mut st, bug_check);

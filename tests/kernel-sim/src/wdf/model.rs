@@ -26,6 +26,7 @@ use super::types::{
 use crate::addr_map::AddrMap;
 use crate::bugcheck::{BugCheck, codes, wdf_object};
 use crate::kernel::{DriverFrame, Kernel, irql};
+use crate::signal::Signal;
 use crate::types::NTSTATUS;
 
 /// What can be made to fail ([`super::Framework::fail_next`]): each framework call the
@@ -326,7 +327,7 @@ pub struct Completion {
 #[derive(Debug, Default)]
 pub(crate) struct Irp {
     pub(crate) state: Mutex<IrpState>,
-    pub(crate) done: Condvar,
+    pub(crate) done: Signal,
 }
 
 #[derive(Debug, Default)]
@@ -389,7 +390,7 @@ pub(crate) struct Fx {
     pub(crate) removal_timeout: Duration,
     pub(crate) inline_driver_calls: bool,
     pub(crate) state: Mutex<FxState>,
-    pub(crate) changed: Condvar,
+    pub(crate) changed: Signal,
     /// A test's hold on the next cancel routine ([`CancelHold`]).
     pub(crate) hold: Mutex<Option<Arc<HoldState>>>,
 }
@@ -562,7 +563,7 @@ impl Fx {
                 purge_on_removal: true,
                 ..FxState::default()
             }),
-            changed: Condvar::new(),
+            changed: Signal::new(),
             hold: Mutex::new(None),
         })
     }
