@@ -18,10 +18,14 @@
 //!    fixed set of pseudo-random inputs, natively (no libFuzzer, no sanitizer), as the fuzzer
 //!    runs it (inline execution, inline driver calls) and as the threaded replay does
 //!    (processor threads, driver calls on the KMDF model's driver threads).
-//! 5. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
+//! 5. The libFuzzer process's rate (`tests/fuzz/rate.sh`): the threaded rig with cargo-fuzz's
+//!    default address-sanitizer build (the rate before inline execution), the same build
+//!    inline, and the long campaign's build (no sanitizer, no compare tracing), alternating.
+//!    Skipped with a note when cargo-fuzz or the nightly toolchain is missing.
+//! 6. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
 //!    request type, and the same IOCTL through the driver's `DriverEntry` on kernel-sim's KMDF
 //!    model (`kernel_sim::wdf::Framework` with inline driver calls: the KMDF shell and the model).
-//! 6. Under Wine (`tests/wine/run.sh`, docs/WINE.md): the Windows build of ktimer-test
+//! 7. Under Wine (`tests/wine/run.sh`, docs/WINE.md): the Windows build of ktimer-test
 //!    against the driver's WDM test front end loaded by Wine's `ntoskrnl.exe` — the get-info
 //!    IOCTL round trip (p50/p99, timed in the app) and the driver's periodic timer lateness
 //!    next to a user-mode high-resolution waitable timer's, in one run. Wine on Linux, not
@@ -941,6 +945,36 @@ fn wine() {
     println!();
 }
 
+/// The libFuzzer process's rate in each configuration (`tests/fuzz/rate.sh`: the threaded
+/// rig as before inline execution, the default address-sanitizer build, the campaign
+/// build), 20 s per run, two alternating rounds. Skipped with a note when cargo-fuzz or
+/// nightly is missing.
+fn libfuzzer() {
+    println!("## libFuzzer process: inputs per second, before and after inline execution\n");
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new("bash")
+        .arg(repo.join("tests/fuzz/rate.sh"))
+        .args(["20", "2"])
+        .output();
+    match output {
+        Ok(out) if out.status.success() => {
+            println!(
+                "`bash tests/fuzz/rate.sh 20 2`: one libFuzzer process per row, from a scratch \
+                 copy of the committed corpus, `-seed=1`.\n"
+            );
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+        }
+        Ok(out) => println!(
+            "(not measured: tests/fuzz/rate.sh failed ({}); it needs cargo-fuzz and nightly, \
+             docs/EVIDENCE.md section 1)\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(error) => println!("(not measured: cannot start bash: {error})"),
+    }
+    println!();
+}
+
 fn machine() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -970,11 +1004,12 @@ pub(crate) fn main() -> ExitCode {
         .collect();
     let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
     machine();
-    let all: [(&str, fn()); 6] = [
+    let all: [(&str, fn()); 7] = [
         ("instructions", expiry_instructions),
         ("allocations", expiry_allocations),
         ("delivery", delivery),
         ("fuzz", fuzz_harness),
+        ("libfuzzer", libfuzzer),
         ("dispatch", dispatch_cost),
         ("wine", wine),
     ];
