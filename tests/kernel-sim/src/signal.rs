@@ -50,3 +50,44 @@ impl Signal {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[test]
+    fn a_registered_sleeper_is_woken_and_leaves_no_count_behind() {
+        let shared = Arc::new((Mutex::new(false), Signal::new()));
+        // Nobody asleep: a notify is a no-op (and must not be remembered).
+        shared.1.notify_all();
+        let sleeper = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let mut ready = shared.0.lock().unwrap();
+                while !*ready {
+                    ready = shared.1.wait(ready).unwrap();
+                }
+            })
+        };
+        while shared.1.sleepers.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        *shared.0.lock().unwrap() = true;
+        shared.1.notify_all();
+        sleeper.join().unwrap();
+        assert_eq!(shared.1.sleepers.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_timed_wait_with_no_notify_times_out_and_unregisters() {
+        let mutex = Mutex::new(());
+        let signal = Signal::new();
+        let (_guard, result) = signal
+            .wait_timeout(mutex.lock().unwrap(), Duration::from_millis(1))
+            .unwrap();
+        assert!(result.timed_out());
+        assert_eq!(signal.sleepers.load(Ordering::Acquire), 0);
+    }
+}
