@@ -61,18 +61,13 @@ impl EventRing {
         }
         // head < capacity and len < capacity, so the sum is below 2 * capacity: no overflow.
         let index = (self.head + self.len) % capacity;
-        if index == self.records.len() {
-            // The first record to land in this slot (by the invariant, the next unwritten
-            // one). Inside the reservation, so `push` does not allocate; the check also lets
-            // the compiler drop `push`'s growth path.
-            if index >= self.records.capacity() {
-                // Unreachable: the reservation holds `capacity` records.
-                self.overruns = self.overruns.saturating_add(1);
-                return;
-            }
-            self.records.push(record);
-        } else if let Some(slot) = self.records.get_mut(index) {
+        if let Some(slot) = self.records.get_mut(index) {
+            // A handle's steady state: the slot was written before.
             *slot = record;
+        } else if index == self.records.len() && index < self.records.capacity() {
+            // The first record to land in this slot (by the invariant, the next unwritten
+            // one), inside the reservation: `push` does not allocate.
+            self.records.push(record);
         } else {
             // Unreachable by the invariant; dropping is the ring's answer to no room.
             self.overruns = self.overruns.saturating_add(1);
