@@ -171,35 +171,21 @@ fn symbolic_link_path() -> String {
     ktimer_abi::device::DEVICE_PATH_USER.to_owned()
 }
 
-/// The present interfaces of class `guid`, as device paths.
-fn interface_paths(guid: &GUID) -> Result<Vec<String>, u32> {
-    // The list can grow between the size query and the read: retry on CR_BUFFER_SMALL.
+/// A configuration-manager multi-string list, read the documented way: ask its size, read it
+/// into a buffer of that many UTF-16 units, and retry when it grew in between
+/// (`CR_BUFFER_SMALL`). `size` and `read` wrap the two calls of one list.
+fn configuration_manager_list(
+    mut size: impl FnMut(&mut u32) -> u32,
+    mut read: impl FnMut(&mut [u16]) -> u32,
+) -> Result<Vec<String>, u32> {
     for _attempt in 0..8 {
         let mut length: u32 = 0;
-        // SAFETY: `length` and `guid` are valid for the call; a null device id asks for
-        // interfaces of every device.
-        let result = unsafe {
-            CM_Get_Device_Interface_List_SizeW(
-                &raw mut length,
-                guid,
-                ptr::null(),
-                CM_GET_DEVICE_INTERFACE_LIST_PRESENT,
-            )
-        };
+        let result = size(&mut length);
         if result != CR_SUCCESS {
             return Err(result);
         }
         let mut buffer = vec![0_u16; usize::try_from(length).map_err(|_| CR_BUFFER_SMALL)?];
-        // SAFETY: `buffer` holds `length` UTF-16 units, the length passed in.
-        let result = unsafe {
-            CM_Get_Device_Interface_ListW(
-                guid,
-                ptr::null(),
-                buffer.as_mut_ptr(),
-                length,
-                CM_GET_DEVICE_INTERFACE_LIST_PRESENT,
-            )
-        };
+        let result = read(&mut buffer);
         if result == CR_BUFFER_SMALL {
             continue;
         }
@@ -214,6 +200,38 @@ fn interface_paths(guid: &GUID) -> Result<Vec<String>, u32> {
             .collect());
     }
     Err(CR_BUFFER_SMALL)
+}
+
+/// The present interfaces of class `guid`, as device paths.
+fn interface_paths(guid: &GUID) -> Result<Vec<String>, u32> {
+    configuration_manager_list(
+        |length| {
+            // SAFETY: `length` and `guid` are valid for the call; a null device id asks for
+            // interfaces of every device.
+            unsafe {
+                CM_Get_Device_Interface_List_SizeW(
+                    length,
+                    guid,
+                    ptr::null(),
+                    CM_GET_DEVICE_INTERFACE_LIST_PRESENT,
+                )
+            }
+        },
+        |buffer| {
+            let length = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+            // SAFETY: `buffer` holds at least `length` UTF-16 units (`length` is its length,
+            // clamped), the length passed in.
+            unsafe {
+                CM_Get_Device_Interface_ListW(
+                    guid,
+                    ptr::null(),
+                    buffer.as_mut_ptr(),
+                    length,
+                    CM_GET_DEVICE_INTERFACE_LIST_PRESENT,
+                )
+            }
+        },
+    )
 }
 
 /// Every device instance the system knows (present or not) with the driver's hardware id,
@@ -248,39 +266,26 @@ fn installed_devices() -> Vec<InstalledDevice> {
 
 /// Every device instance id, present or not.
 fn device_instance_ids() -> Result<Vec<String>, u32> {
-    for _attempt in 0..8 {
-        let mut length: u32 = 0;
-        // SAFETY: `length` is valid for a write; a null filter with FILTER_NONE asks for
-        // every device instance.
-        let result = unsafe {
-            CM_Get_Device_ID_List_SizeW(&raw mut length, ptr::null(), CM_GETIDLIST_FILTER_NONE)
-        };
-        if result != CR_SUCCESS {
-            return Err(result);
-        }
-        let mut buffer = vec![0_u16; usize::try_from(length).map_err(|_| CR_BUFFER_SMALL)?];
-        // SAFETY: `buffer` holds `length` UTF-16 units, the length passed in.
-        let result = unsafe {
-            CM_Get_Device_ID_ListW(
-                ptr::null(),
-                buffer.as_mut_ptr(),
-                length,
-                CM_GETIDLIST_FILTER_NONE,
-            )
-        };
-        if result == CR_BUFFER_SMALL {
-            continue;
-        }
-        if result != CR_SUCCESS {
-            return Err(result);
-        }
-        return Ok(buffer
-            .split(|&unit| unit == 0)
-            .take_while(|entry| !entry.is_empty())
-            .map(String::from_utf16_lossy)
-            .collect());
-    }
-    Err(CR_BUFFER_SMALL)
+    configuration_manager_list(
+        |length| {
+            // SAFETY: `length` is valid for a write; a null filter with FILTER_NONE asks for
+            // every device instance.
+            unsafe { CM_Get_Device_ID_List_SizeW(length, ptr::null(), CM_GETIDLIST_FILTER_NONE) }
+        },
+        |buffer| {
+            let length = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
+            // SAFETY: `buffer` holds at least `length` UTF-16 units (`length` is its length,
+            // clamped), the length passed in.
+            unsafe {
+                CM_Get_Device_ID_ListW(
+                    ptr::null(),
+                    buffer.as_mut_ptr(),
+                    length,
+                    CM_GETIDLIST_FILTER_NONE,
+                )
+            }
+        },
+    )
 }
 
 /// Whether the devnode's hardware ids include the driver's.
