@@ -1,40 +1,46 @@
-//! ktimer: a KMDF driver that exposes one-shot and periodic kernel timers to user mode.
-// The driver links no standard library, with one exception: a Windows build with
-// panic=unwind. Only the test and bench profiles make one (Cargo ignores `panic = "abort"`
-// there), as a dependency of test targets (`cargo test` or `--all-targets` at the root on a
-// Windows host); it is never a driver, and a no_std cdylib cannot unwind. That build links
-// std and leaves out wdk-panic, wdk-alloc (kmdf/mod.rs) and the kernel-mode link (build.rs).
-#![cfg_attr(not(all(ktimer_seam = "wdk", panic = "unwind")), no_std)]
+//! `ktimer.sys`: the kernel image. It adds to the KMDF shell (`ktimer-kmdf`) only what a
+//! kernel binary needs, and only for Windows targets:
+//!
+//! - the `DriverEntry` export, which the framework's `FxDriverEntry` (the image's entry
+//!   point, set by wdk-build's `/ENTRY:FxDriverEntry`) calls after binding to KMDF;
+//! - the global allocator (wdk-alloc: non-paged pool, tag `rust`);
+//! - the panic handler (wdk-panic);
+//! - the kernel-mode link, configured by `build.rs`.
+//!
+//! Off Windows this crate is empty: the simulator consumers load the same shell through
+//! `ktimer_kmdf::DRIVER_ENTRY` on kernel-sim's KMDF model.
+// Off Windows the crate is empty, and std supplies what an empty cdylib needs.
+#![cfg_attr(windows, no_std)]
 
-extern crate alloc;
+// wdk-panic 0.5.0's handler: in a release build, bug check 0x52504E43 ("RPNC") with the
+// panic's file, line and column in the parameters; in a debug build (the default `cargo wdk
+// build` profile) it first executes a breakpoint, which without an attached kernel debugger
+// is bug check 0x1E (KMODE_EXCEPTION_NOT_HANDLED, exception 0x80000003). A panic is a bug in
+// this driver; the driver code is written not to panic.
+#[cfg(windows)]
+extern crate wdk_panic;
 
-// On the simulator the driver is ordinary user-mode code, so std supplies the allocator and
-// the panic handler. In the real driver, wdk-alloc and wdk-panic do (see the KMDF shell).
-#[cfg(ktimer_seam = "sim")]
-extern crate std;
+#[cfg(windows)]
+#[global_allocator]
+static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
-// The Wine test binding has no wdk-alloc/wdk-panic: its allocator, panic handler and C runtime
-// symbols come from the Wine front end's runtime crate (tests/wine/rt explains why here).
-#[cfg(ktimer_seam = "windows_sys")]
-extern crate ktimer_wdm_rt;
+#[cfg(windows)]
+use ktimer_seam::wdf::{NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT};
 
-/// Load-time start and unload-time stop of the seam's Wine test binding, for the WDM front
-/// end in `tests/wine` (see `kernel::sys::windows_sys`).
-#[cfg(ktimer_seam = "windows_sys")]
-pub mod wine_binding {
-    pub use crate::kernel::sys::windows_sys::{is_wine, start, stop};
+/// `DriverEntry`, exported under that name: the KMDF shell's driver entry. `PASSIVE_LEVEL`.
+///
+/// # Safety
+///
+/// Called once, by the kernel through `FxDriverEntry`, with the driver object and the
+/// driver's registry path.
+// SAFETY: `DriverEntry` is the symbol `FxDriverEntry` calls; nothing else in the image
+// exports that name.
+#[cfg(windows)]
+#[unsafe(export_name = "DriverEntry")]
+pub unsafe extern "system" fn driver_entry(
+    driver: PDRIVER_OBJECT,
+    registry_path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    // SAFETY: the kernel's own DriverEntry arguments, passed on unchanged, once.
+    unsafe { ktimer_kmdf::driver_entry(driver, registry_path) }
 }
-
-pub mod ioctl;
-pub mod kernel;
-pub mod service;
-
-// The KMDF shell: DriverEntry and the framework callbacks. On Windows it runs on KMDF
-// (wdk-sys); on the simulator, on kernel-sim's KMDF model, through the same seam.
-#[cfg(any(ktimer_seam = "sim", ktimer_seam = "wdk"))]
-mod kmdf;
-
-/// The driver's `DriverEntry`, for the simulated I/O manager (`kernel_sim::wdf::Framework::load`):
-/// the same function the Windows image exports under that name.
-#[cfg(ktimer_seam = "sim")]
-pub use kmdf::{DRIVER_ENTRY, sim_hooks};

@@ -375,8 +375,8 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             old: (*old_tag).to_owned(),
             new: format!("{}{suffix}", new.pool_tag_prefix),
             expected_in: match index {
-                0 => vec!["driver/src/service/mod.rs"],
-                _ => vec!["driver/src/kmdf/mod.rs"],
+                0 => vec!["driver/service/src/lib.rs"],
+                _ => vec!["driver/kmdf/src/lib.rs"],
             },
         });
     }
@@ -634,7 +634,6 @@ fn after_derive(out: &Path) {
         "Cargo.toml",
         "tests/wine/Cargo.toml",
         "tests/fuzz/Cargo.toml",
-        "tests/kmdf-typecheck/Cargo.toml",
     ] {
         let manifest = out.join(manifest);
         if !manifest.exists() {
@@ -919,11 +918,11 @@ mod tests {
                 ),
             ),
             (
-                "driver/src/service/mod.rs".to_owned(),
+                "driver/service/src/lib.rs".to_owned(),
                 format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[0]),
             ),
             (
-                "driver/src/kmdf/mod.rs".to_owned(),
+                "driver/kmdf/src/lib.rs".to_owned(),
                 format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[1]),
             ),
             (
@@ -973,10 +972,10 @@ mod tests {
         let directory = scratch("missing");
         let (template, out) = (directory.join("template"), directory.join("out"));
         write_template(&template);
-        fs::write(template.join("driver/src/kmdf/mod.rs"), "// no tag here\n").unwrap();
+        fs::write(template.join("driver/kmdf/src/lib.rs"), "// no tag here\n").unwrap();
         let error = derive(&template, &out, &test_identity()).unwrap_err();
         let expected = format!(
-            "`{}` is missing from driver/src/kmdf/mod.rs",
+            "`{}` is missing from driver/kmdf/src/lib.rs",
             TEMPLATE.pool_tags[1]
         );
         assert!(error.contains(&expected), "{error}");

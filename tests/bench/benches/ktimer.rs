@@ -22,7 +22,7 @@
 //!    default address-sanitizer build (the rate before inline execution), the same build
 //!    inline, and the long campaign's build (no sanitizer, no compare tracing), alternating.
 //!    Skipped with a note when cargo-fuzz or the nightly toolchain is missing.
-//! 6. IOCTL dispatch cost: `ktimer::ioctl::dispatch` called directly with an allocation-free
+//! 6. IOCTL dispatch cost: `ktimer_service::dispatch::dispatch` called directly with an allocation-free
 //!    request type, and the same IOCTL through the driver's `DriverEntry` on kernel-sim's KMDF
 //!    model (`kernel_sim::wdf::Framework` with inline driver calls: the KMDF shell and the model).
 //! 7. Under Wine (`tests/wine/run.sh`, docs/WINE.md): the Windows build of ktimer-test
@@ -43,9 +43,6 @@ use std::time::{Duration, Instant};
 
 use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig};
 use kernel_sim::{Config, Execution, KDPC, KTIMER, Kernel, LARGE_INTEGER, PVOID, ntddk};
-use ktimer::ioctl::{IoRequest, dispatch};
-use ktimer::kernel::irql::PassiveLevel;
-use ktimer::service::{Service, ServiceConfig};
 use ktimer_abi::codec::{Decode, Encode, WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
     IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO, IOCTL_KTIMER_QUERY, IOCTL_KTIMER_WAIT,
@@ -55,6 +52,9 @@ use ktimer_abi::{
     CreateRequest, CreateResponse, Header, MODE_PERIODIC, Schedule, TIMER_TYPE_NOTIFICATION,
     TimerRequest, WaitRequest,
 };
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::{IoRequest, dispatch};
+use ktimer_service::{Service, ServiceConfig};
 
 /// Heap allocations made while a simulated processor runs a DPC routine.
 static EXPIRY_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -143,7 +143,7 @@ impl Driver {
     fn load(kernel: &Kernel, config: ServiceConfig) -> Self {
         {
             let _entered = kernel.enter();
-            ktimer::sim_hooks::set_service_config(config);
+            ktimer_kmdf::sim_hooks::set_service_config(config);
         }
         // Inline driver calls: the cost measured is the shell's and the model's, not a
         // thread hand-off per request.
@@ -154,7 +154,7 @@ impl Driver {
                 ..FrameworkConfig::default()
             },
         );
-        framework.load(ktimer::DRIVER_ENTRY).expect("loads");
+        framework.load(ktimer_kmdf::DRIVER_ENTRY).expect("loads");
         let device = framework.add_device().expect("the device starts");
         Self { framework, device }
     }

@@ -43,7 +43,6 @@ use kernel_sim::{
     Clock, Config, Execution, Kernel, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_STATE,
     STATUS_NO_SUCH_DEVICE,
 };
-use ktimer::service::ServiceConfig;
 use ktimer_abi::codec::{Decode, Encode, WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
     ALL_CODES, IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
@@ -59,6 +58,7 @@ use ktimer_abi::{
     ABI_VERSION, ArmResponse, CreateRequest, CreateResponse, Header, InfoResponse, QueryResponse,
     Schedule, SetRequest, TimerRequest, WaitRequest,
 };
+use ktimer_service::ServiceConfig;
 
 /// Steps one input runs at most (keeps one input cheap; libFuzzer's inputs are short anyway).
 pub const MAX_STEPS: usize = 96;
@@ -150,7 +150,7 @@ impl Fuzzer {
         let config = service_config(bytes.u8());
         {
             let _entered = self.kernel.enter();
-            ktimer::sim_hooks::set_service_config(config);
+            ktimer_kmdf::sim_hooks::set_service_config(config);
         }
         // Inline driver calls with inline execution: no thread hand-off per request; a bug
         // check inside a driver callback aborts the process, which libFuzzer reports as a
@@ -164,7 +164,7 @@ impl Fuzzer {
             },
         );
         framework
-            .load(ktimer::DRIVER_ENTRY)
+            .load(ktimer_kmdf::DRIVER_ENTRY)
             .expect("DriverEntry succeeds");
         let device = framework.add_device().expect("the device starts");
         let mut script = Script {

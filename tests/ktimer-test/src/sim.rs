@@ -1,5 +1,5 @@
 //! The `--sim` backend: the driver loaded in-process on the kernel simulator through its
-//! `DriverEntry` (`ktimer::DRIVER_ENTRY`) and the simulator's KMDF model
+//! `DriverEntry` (`ktimer_kmdf::DRIVER_ENTRY`) and the simulator's KMDF model
 //! (`kernel_sim::wdf::Framework`): a root-enumerated device added through
 //! `EvtDriverDeviceAdd`, handles opened through `EvtDeviceFileCreate`, every IOCTL sent to
 //! `EvtIoDeviceControl` with the byte buffers of `DeviceIoControl`, pending waits cancelled
@@ -53,7 +53,7 @@ pub fn backend(config: Config) -> Result<Backend, OpenError> {
     let kernel = Kernel::new(config);
     let framework = Framework::new(&kernel, &FrameworkConfig::default());
     let loaded = catch_bug_check(|| {
-        framework.load(ktimer::DRIVER_ENTRY)?;
+        framework.load(ktimer_kmdf::DRIVER_ENTRY)?;
         framework.add_device()
     });
     let device = match loaded {

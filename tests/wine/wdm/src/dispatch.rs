@@ -1,6 +1,6 @@
 //! The dispatch routines: each IRP is turned into one call of the timer service, the same
 //! calls the KMDF shell makes (`EvtDeviceFileCreate` → `open`, `EvtFileCleanup` → `cleanup`,
-//! `EvtFileClose` → `close`, `EvtIoDeviceControl` → `ktimer::ioctl::dispatch`). All run at
+//! `EvtFileClose` → `close`, `EvtIoDeviceControl` → `ktimer_service::dispatch::dispatch`). All run at
 //! `PASSIVE_LEVEL` (the I/O manager calls a top-level driver's dispatch routines there).
 
 use alloc::boxed::Box;
@@ -9,8 +9,8 @@ use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ktimer::ioctl;
-use ktimer::kernel::irql::PassiveLevel;
-use ktimer::service::{FileHandle, Service};
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::{FileHandle, Service};
 use ktimer_abi::status::{STATUS_PENDING, STATUS_SUCCESS};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_INVALID_DEVICE_STATE};

@@ -5,8 +5,8 @@ use alloc::alloc::{Layout, alloc};
 use alloc::boxed::Box;
 use core::ptr::null_mut;
 
-use ktimer::kernel::irql::PassiveLevel;
-use ktimer::service::{Service, ServiceConfig};
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::{Service, ServiceConfig};
 use ktimer_abi::device::{DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT};
 use windows_sys::Wdk::System::SystemServices::{

@@ -1,12 +1,12 @@
 //! [`WdmRequest`]: an `IRP_MJ_DEVICE_CONTROL` IRP as the timer service's
-//! [`IoRequest`](ktimer::ioctl::IoRequest), with the WDM cancel protocol behind
+//! [`IoRequest`](ktimer_service::dispatch::IoRequest), with the WDM cancel protocol behind
 //! `mark_cancelable`/`claim` (the service's claim protocol, `ktimer::ioctl`, maps onto
 //! `IoSetCancelRoutine` exactly as it maps onto KMDF's `WdfRequestMarkCancelableEx` /
 //! `WdfRequestUnmarkCancelable`).
 
 use core::ptr::NonNull;
 
-use ktimer::ioctl::IoRequest;
+use ktimer_service::dispatch::IoRequest;
 use ktimer_abi::status::{NtStatus, STATUS_CANCELLED};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 

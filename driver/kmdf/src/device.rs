@@ -1,0 +1,341 @@
+//! The device object: `EvtDriverDeviceAdd` creates it with its file-object callbacks, name,
+//! security descriptor, device interface, symbolic link and default queue. Its context owns
+//! the timer service; the device's cleanup callback unloads the service and drops it.
+//!
+//! One instance: the device's NT name and symbolic link are fixed (`\Device\KTimer`,
+//! `\DosDevices\KTimer`), so the framework refuses a second device
+//! (`WdfDeviceCreate`: `STATUS_OBJECT_NAME_COLLISION`), its `EvtDriverDeviceAdd` fails with
+//! that status and the node does not start, while the first device keeps serving.
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sys::{
+    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
+    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PWDFDEVICE_INIT,
+    STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, ULONG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG,
+    WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE,
+    call_unsafe_wdf_function_binding,
+};
+use ktimer_abi::device::{
+    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
+};
+
+use super::file::{self, FILE_CONTEXT};
+use super::request::{self, REQUEST_CONTEXT, Request};
+use super::wdf::{ContextType, object_attributes, ulong_size_of, unicode_string};
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::{Service, ServiceConfig};
+
+/// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
+/// same descriptor as the INF's hardware section (`driver/ktimer.inx`), applied here to the
+/// named device object as well, so the name is never less protected than the interface.
+const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
+
+static DEVICE_SDDL_UTF16: [u16; DEVICE_SDDL.len()] = ascii_to_utf16(DEVICE_SDDL);
+static DEVICE_NAME: [u16; DEVICE_NAME_KERNEL_UTF16.len()] = DEVICE_NAME_KERNEL_UTF16;
+static SYMBOLIC_LINK: [u16; SYMBOLIC_LINK_KERNEL_UTF16.len()] = SYMBOLIC_LINK_KERNEL_UTF16;
+
+/// The device interface user mode finds the device by (defined in ktimer-abi).
+static INTERFACE_GUID: GUID = GUID {
+    Data1: DEVICE_INTERFACE_GUID.data1,
+    Data2: DEVICE_INTERFACE_GUID.data2,
+    Data3: DEVICE_INTERFACE_GUID.data3,
+    Data4: DEVICE_INTERFACE_GUID.data4,
+};
+
+const WDF_FILEOBJECT_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_FILEOBJECT_CONFIG>();
+const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
+
+/// The device's context: the timer service.
+///
+/// The framework zero-fills context memory, so `ready` reads `false` until
+/// [`create_device`] has stored the service, including on a device whose creation failed
+/// before that (the cleanup callback then has nothing to do). Atomic because a cancel
+/// routine may read it while the device's cleanup runs (see [`evt_device_cleanup`]).
+pub(super) struct DeviceContext {
+    ready: AtomicBool,
+    service: MaybeUninit<Service<Request>>,
+}
+
+pub(super) static DEVICE_CONTEXT: ContextType<DeviceContext> =
+    ContextType::new(c"KTimerDeviceContext", &raw const DEVICE_CONTEXT);
+
+/// The timer service of `device`, if it has one. `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// `device` is a valid ktimer device handle and the reference is used only within a
+/// framework callback of that device or of one of its children (queue, file object,
+/// request), during which the device and its context exist and the service is neither
+/// stored nor removed (that happens only in [`create_device`] and
+/// [`evt_device_cleanup`], which no I/O callback overlaps).
+pub(super) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Service<Request>> {
+    // SAFETY: `device` is a valid handle (the caller's contract).
+    let context = unsafe { DEVICE_CONTEXT.get(device.cast()) };
+    // SAFETY: a non-null context pointer from the framework points to this device's
+    // DeviceContext, zero-filled or initialised, alive as long as the device; nothing
+    // writes it while the caller's callback runs (the caller's contract).
+    let context = unsafe { context.as_ref() }?;
+    if !context.ready.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: `ready` is set only after `service` was written, and cleared before it is
+    // moved out.
+    Some(unsafe { context.service.assume_init_ref() })
+}
+
+/// `EvtDriverDeviceAdd`: creates the device for the root-enumerated `Root\KTimer` node.
+/// `PASSIVE_LEVEL`.
+///
+/// # Safety
+///
+/// Called by the framework with its driver handle and a `WDFDEVICE_INIT` that is valid
+/// until `WdfDeviceCreate` consumes it.
+pub(super) unsafe extern "C" fn evt_driver_device_add(
+    _driver: WDFDRIVER,
+    device_init: PWDFDEVICE_INIT,
+) -> NTSTATUS {
+    let Some(passive) = PassiveLevel::current() else {
+        trace!("ktimer: EvtDriverDeviceAdd above PASSIVE_LEVEL");
+        return STATUS_INVALID_DEVICE_STATE;
+    };
+    // SAFETY: `device_init` is the framework's, valid for this callback (our contract).
+    match unsafe { create_device(device_init, &passive) } {
+        Ok(()) => {
+            trace!("ktimer: device created");
+            STATUS_SUCCESS
+        }
+        Err(status) => status,
+    }
+}
+
+/// Fails with `status` (after tracing which call failed) unless it is a success status.
+fn check(status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
+    if NT_SUCCESS(status) {
+        Ok(())
+    } else {
+        trace!("ktimer: {call} failed: {status:#010x}");
+        Err(status)
+    }
+}
+
+/// The body of [`evt_driver_device_add`]. On an error after `WdfDeviceCreate` the
+/// framework deletes the device, and its cleanup callback unloads the service.
+/// `PASSIVE_LEVEL`.
+///
+/// # Safety
+///
+/// `device_init` is the framework's `WDFDEVICE_INIT` for this `EvtDriverDeviceAdd` call.
+unsafe fn create_device(
+    mut device_init: PWDFDEVICE_INIT,
+    passive: &PassiveLevel,
+) -> Result<(), NTSTATUS> {
+    // Open/cleanup/close callbacks, and the per-handle context that holds the service's
+    // FileHandle (WDF_FILEOBJECT_CONFIG_INIT sets the last two members the same way).
+    let mut file_config = WDF_FILEOBJECT_CONFIG {
+        Size: WDF_FILEOBJECT_CONFIG_SIZE,
+        EvtDeviceFileCreate: Some(file::evt_device_file_create),
+        EvtFileClose: Some(file::evt_file_close),
+        EvtFileCleanup: Some(file::evt_file_cleanup),
+        AutoForwardCleanupClose: _WDF_TRI_STATE::WdfUseDefault,
+        FileObjectClass: _WDF_FILEOBJECT_CLASS::WdfFileObjectWdfCannotUseFsContexts,
+    };
+    let mut file_attributes = object_attributes();
+    file_attributes.ContextTypeInfo = FILE_CONTEXT.type_info();
+    // SAFETY: `device_init` is valid until WdfDeviceCreate (our contract); both structures
+    // are initialised, live across the call, and are copied by the framework.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetFileObjectConfig,
+            device_init,
+            &raw mut file_config,
+            &raw mut file_attributes,
+        );
+    }
+
+    // Every request gets the small context the cancel hand-off needs (see `request`).
+    let mut request_attributes = object_attributes();
+    request_attributes.ContextTypeInfo = REQUEST_CONTEXT.type_info();
+    // SAFETY: as above; the attributes are copied by the framework.
+    unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitSetRequestAttributes,
+            device_init,
+            &raw mut request_attributes,
+        );
+    }
+
+    // \Device\KTimer, the target of the symbolic link, protected by the same DACL as the
+    // INF gives the device. Opens of names below it (\Device\KTimer\x) are checked too:
+    // the framework always sets FILE_DEVICE_SECURE_OPEN (WdfDeviceInitSetCharacteristics).
+    let name = unicode_string(&DEVICE_NAME);
+    // SAFETY: `device_init` is valid (our contract); `name` describes a live 'static
+    // UTF-16 buffer and is copied by the framework.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceInitAssignName, device_init, &raw const name)
+    };
+    check(status, "WdfDeviceInitAssignName")?;
+    let sddl = unicode_string(&DEVICE_SDDL_UTF16);
+    // SAFETY: as for the name; a name was assigned first, as the routine requires.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceInitAssignSDDLString,
+            device_init,
+            &raw const sddl
+        )
+    };
+    check(status, "WdfDeviceInitAssignSDDLString")?;
+
+    // PASSIVE_LEVEL callbacks for the device and, by inheritance, its queue and file
+    // objects; no framework locking (the service has its own).
+    let mut device_attributes = object_attributes();
+    device_attributes.EvtCleanupCallback = Some(evt_device_cleanup);
+    device_attributes.ExecutionLevel = _WDF_EXECUTION_LEVEL::WdfExecutionLevelPassive;
+    device_attributes.SynchronizationScope =
+        _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeNone;
+    device_attributes.ContextTypeInfo = DEVICE_CONTEXT.type_info();
+
+    // Created before the device so that a failure needs no cleanup beyond dropping it here.
+    let service = match Service::new(service_config(), passive) {
+        Ok(service) => service,
+        Err(status) => {
+            trace!("ktimer: timer service creation failed: {status:#010x}");
+            return Err(status);
+        }
+    };
+
+    let mut device: WDFDEVICE = WDF_NO_HANDLE.cast();
+    // SAFETY: `device_init` is the framework's (our contract) and is consumed here;
+    // the attributes are initialised and live; `device` receives the handle.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreate,
+            &raw mut device_init,
+            &raw mut device_attributes,
+            &raw mut device,
+        )
+    };
+    check(status, "WdfDeviceCreate")?;
+
+    // SAFETY: `device` was just created with DEVICE_CONTEXT.
+    let context = unsafe { DEVICE_CONTEXT.get(device.cast()) };
+    // SAFETY: a non-null context pointer points to this device's zero-filled
+    // DeviceContext; no other callback of the device can run before this function returns.
+    let Some(context) = (unsafe { context.as_mut() }) else {
+        trace!("ktimer: the device has no context");
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    };
+    context.service.write(service);
+    context.ready.store(true, Ordering::Release);
+
+    // SAFETY: `device` is valid; the GUID is a 'static; no reference string (null).
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDeviceCreateDeviceInterface,
+            device,
+            &raw const INTERFACE_GUID,
+            core::ptr::null(),
+        )
+    };
+    check(status, "WdfDeviceCreateDeviceInterface")?;
+
+    let link = unicode_string(&SYMBOLIC_LINK);
+    // SAFETY: `device` is valid and named; `link` describes a live 'static UTF-16 buffer.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceCreateSymbolicLink, device, &raw const link)
+    };
+    check(status, "WdfDeviceCreateSymbolicLink")?;
+
+    create_default_queue(device)
+}
+
+/// The default queue: parallel (a pending wait must not hold up other requests), not
+/// power-managed (a software device; a power-managed queue would make a system sleep wait
+/// for the pending waits the driver holds), `EvtIoDeviceControl` only. Its execution
+/// level is the device's (`PASSIVE_LEVEL`). `PASSIVE_LEVEL`.
+fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
+    let mut config = WDF_IO_QUEUE_CONFIG {
+        Size: WDF_IO_QUEUE_CONFIG_SIZE,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: u8::from(true),
+        EvtIoDeviceControl: Some(request::evt_io_device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    // `Settings` is a union whose only member, `Parallel`, is a structure whose only field
+    // is the ULONG `NumberOfPresentedRequests` (wdfio.h): the union starts with that ULONG.
+    // ULONG::MAX is the header's `(ULONG)-1`, "no limit", which WDF_IO_QUEUE_CONFIG_INIT
+    // sets for a parallel queue.
+    let presented = (&raw mut config.Settings).cast::<ULONG>();
+    // SAFETY: `presented` points to the first ULONG of `config.Settings` (see above): in
+    // bounds, aligned (the union contains that ULONG) and writable (a local).
+    unsafe { presented.write(ULONG::MAX) };
+
+    let mut queue: WDFQUEUE = WDF_NO_HANDLE.cast();
+    // SAFETY: `device` is a valid device handle (created by our caller); `config` is
+    // initialised and live; the queue needs no attributes of its own; `queue` receives
+    // the handle.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue,
+        )
+    };
+    check(status, "WdfIoQueueCreate")
+}
+
+/// The timer service's limits: the defaults; on the simulator, those a test set for this
+/// kernel through [`super::sim_hooks::set_service_config`].
+fn service_config() -> ServiceConfig {
+    #[cfg(not(windows))]
+    if let Some(config) = super::sim_hooks::configured() {
+        return config;
+    }
+    ServiceConfig::default()
+}
+
+/// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):
+/// unloads the service (completes its pending waits, destroys every timer and frees their
+/// storage before returning) and drops it. `PASSIVE_LEVEL`; if called above it, the
+/// service is left in place (leaked) rather than torn down at the wrong level.
+///
+/// The service is unloaded while it is still published (`ready`), and only then
+/// withdrawn: a cancel routine that runs meanwhile (KMDF's removal purge makes that
+/// impossible, but the order does not rely on it) finds the service and takes its wait
+/// back through the claim protocol, so each wait is completed once, by one side. Clearing
+/// `ready` first would let such a cancel routine complete a wait the service still holds,
+/// which the unload would then complete again.
+///
+/// # Safety
+///
+/// Called by the framework with the device being deleted, after the callbacks of its
+/// queue and file objects have ended.
+unsafe extern "C" fn evt_device_cleanup(object: WDFOBJECT) {
+    let Some(passive) = PassiveLevel::current() else {
+        trace!("ktimer: device cleanup above PASSIVE_LEVEL; the timer service is leaked");
+        return;
+    };
+    // SAFETY: `object` is the device being cleaned up, a valid handle for this callback.
+    let context = unsafe { DEVICE_CONTEXT.get(object) };
+    // SAFETY: a non-null context pointer points to this device's DeviceContext; it is only
+    // read here (shared), as a concurrent cancel routine may read it too.
+    let Some(context) = (unsafe { context.as_ref() }) else {
+        return;
+    };
+    if !context.ready.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: `ready` is set, so `service` is initialised; it stays in place until after
+    // the unload.
+    unsafe { context.service.assume_init_ref() }.unload(&passive);
+    context.ready.store(false, Ordering::Release);
+    // SAFETY: `ready` was set, so `service` is initialised; it is moved out once (`ready`
+    // is now clear, so neither this callback nor a cancel routine reads it again).
+    let service = unsafe { context.service.assume_init_read() };
+    drop(service);
+    trace!("ktimer: timer service unloaded");
+}

@@ -1,0 +1,367 @@
+//! Device-control requests: `EvtIoDeviceControl` hands each `WDFREQUEST`, wrapped as a
+//! [`Request`], to the service's dispatch entry; [`Request`] implements the service's
+//! [`IoRequest`] (buffers, completion, cancelability); `EvtRequestCancel` ends a pending
+//! wait the I/O system cancels (`CancelIoEx`, thread exit).
+//!
+//! # Completing a cancelled wait exactly once
+//!
+//! The service's claim protocol (`crate::ioctl`) decides between itself and the cancel
+//! routine. One window remains on the KMDF side: the service may have taken a wait out of
+//! its list and not yet called [`IoRequest::claim`] (`WdfRequestUnmarkCancelable`) when the
+//! cancel routine runs and finds the wait gone. If the cancel routine completed the request
+//! then, the claim would touch a completed request. So in that case neither side completes
+//! alone: each bumps a counter in the request's context, and the second one completes the
+//! request with `STATUS_CANCELLED` — the cancel routine when it finds the wait gone, and the
+//! service's [`Request`] when it is dropped after a lost claim.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
+
+use crate::sys::{
+    NT_SUCCESS, NTSTATUS, PVOID, STATUS_CANCELLED, STATUS_INVALID_DEVICE_STATE,
+    STATUS_INVALID_HANDLE, STATUS_SUCCESS, ULONG, ULONG_PTR, WDFQUEUE, WDFREQUEST,
+    call_unsafe_wdf_function_binding,
+};
+
+use super::device;
+use super::file;
+use super::wdf::ContextType;
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::{IoRequest, dispatch};
+
+/// Every request's context (set for the device with `WdfDeviceInitSetRequestAttributes`):
+/// the cancel hand-off counter described in the module documentation.
+pub(super) struct RequestContext {
+    cancel_releases: AtomicU32,
+}
+
+pub(super) static REQUEST_CONTEXT: ContextType<RequestContext> =
+    ContextType::new(c"KTimerRequestContext", &raw const REQUEST_CONTEXT);
+
+/// Who may complete a [`Request`] right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// The driver (the service, or this shell): not cancelable.
+    Driver,
+    /// Marked cancelable: the cancel routine may run.
+    Cancelable,
+    /// The claim failed: the cancel routine runs or has run; releasing (dropping) this
+    /// value is this side's half of the cancel hand-off.
+    CancelRoutine,
+}
+
+/// A `WDFREQUEST` of `IRP_MJ_DEVICE_CONTROL` (`METHOD_BUFFERED`), as the service sees it.
+pub(crate) struct Request {
+    handle: WDFREQUEST,
+    /// The system buffer as input: `input_length` bytes (null and zero if none).
+    input: *const u8,
+    input_length: usize,
+    /// The same system buffer as output: `output_length` bytes (null and zero if none).
+    output: *mut u8,
+    output_length: usize,
+    owner: Owner,
+}
+
+// SAFETY: a framework request may be completed, marked and unmarked from any thread, and
+// its system buffer is nonpaged pool, valid until completion. A `Request` is the only
+// value that refers to its buffers, and it is moved between threads, never shared.
+unsafe impl Send for Request {}
+
+impl Request {
+    /// Wraps a request delivered to `EvtIoDeviceControl`, retrieving its buffers.
+    /// `PASSIVE_LEVEL` (any IRQL `<= DISPATCH_LEVEL` would do).
+    ///
+    /// # Safety
+    ///
+    /// `handle` is a request the driver owns and has not completed, whose buffers are at
+    /// least `input_length` and `output_length` bytes (zero: not retrieved); the returned
+    /// value becomes the only owner of that request.
+    unsafe fn new(handle: WDFREQUEST, input_length: usize, output_length: usize) -> Self {
+        let mut input: PVOID = core::ptr::null_mut();
+        let mut input_found = 0_usize;
+        if input_length > 0 {
+            // SAFETY: `handle` is an owned, uncompleted request (our contract); the two out
+            // pointers are locals.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveInputBuffer,
+                    handle,
+                    input_length,
+                    &raw mut input,
+                    &raw mut input_found,
+                )
+            };
+            if !NT_SUCCESS(status) || input.is_null() {
+                input = core::ptr::null_mut();
+                input_found = 0;
+            }
+        }
+        let mut output: PVOID = core::ptr::null_mut();
+        let mut output_found = 0_usize;
+        if output_length > 0 {
+            // SAFETY: as above.
+            let status = unsafe {
+                call_unsafe_wdf_function_binding!(
+                    WdfRequestRetrieveOutputBuffer,
+                    handle,
+                    output_length,
+                    &raw mut output,
+                    &raw mut output_found,
+                )
+            };
+            if !NT_SUCCESS(status) || output.is_null() {
+                output = core::ptr::null_mut();
+                output_found = 0;
+            }
+        }
+        Self {
+            handle,
+            input: input.cast_const().cast(),
+            input_length: input_found,
+            output: output.cast(),
+            output_length: output_found,
+            owner: Owner::Driver,
+        }
+    }
+}
+
+impl IoRequest for Request {
+    fn input(&self) -> &[u8] {
+        if self.input.is_null() {
+            return &[];
+        }
+        // SAFETY: `input` is the system buffer WdfRequestRetrieveInputBuffer returned,
+        // `input_length` bytes, valid until the request completes, which consumes `self`.
+        // It is the same memory as `output` (METHOD_BUFFERED: the framework returns the
+        // same system-buffer pointer twice, so both stay valid side by side); the borrow of
+        // `self` keeps `output()` (which needs `&mut self`) from making a mutable view while
+        // this shared one lives.
+        unsafe { core::slice::from_raw_parts(self.input, self.input_length) }
+    }
+
+    fn output(&mut self) -> &mut [u8] {
+        if self.output.is_null() {
+            return &mut [];
+        }
+        // SAFETY: `output` is the system buffer WdfRequestRetrieveOutputBuffer returned,
+        // `output_length` bytes, writable and valid until the request completes, which
+        // consumes `self`; `&mut self` makes this the only live view of it.
+        unsafe { core::slice::from_raw_parts_mut(self.output, self.output_length) }
+    }
+
+    fn complete(mut self, status: NTSTATUS, information: usize) {
+        // `usize` and `ULONG_PTR` are both 64 bits on the targets this driver builds for.
+        let information = ULONG_PTR::try_from(information).unwrap_or(0);
+        // Completed by this call: dropping `self` afterwards must not release it again.
+        self.owner = Owner::Driver;
+        // SAFETY: `handle` is an uncompleted request this value owns; the service calls
+        // `complete` once, and only while it (not the cancel routine) owns the request.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestCompleteWithInformation,
+                self.handle,
+                status,
+                information
+            );
+        }
+    }
+
+    fn key(&self) -> usize {
+        self.handle.addr()
+    }
+
+    fn mark_cancelable(&mut self) -> bool {
+        // The cancel routine can run only after a successful mark, so the hand-off counter
+        // is reset before it can be used.
+        // SAFETY: `handle` is a valid request created with REQUEST_CONTEXT.
+        let context = unsafe { REQUEST_CONTEXT.get(self.handle.cast()) };
+        // SAFETY: a non-null context pointer points to this request's RequestContext, alive
+        // until the request completes; its only field is an atomic.
+        if let Some(context) = unsafe { context.as_ref() } {
+            context.cancel_releases.store(0, Ordering::Relaxed);
+        }
+        // SAFETY: `handle` is an uncompleted request this value owns. The Ex variant never
+        // calls the cancel routine from inside this call (it returns STATUS_CANCELLED for
+        // a request already cancelled), so it is safe under the service's spin lock.
+        let status = unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestMarkCancelableEx,
+                self.handle,
+                Some(evt_request_cancel)
+            )
+        };
+        if NT_SUCCESS(status) {
+            self.owner = Owner::Cancelable;
+            true
+        } else {
+            // STATUS_CANCELLED: already cancelled; the service completes it as such.
+            false
+        }
+    }
+
+    fn claim(&mut self) -> bool {
+        if self.owner != Owner::Cancelable {
+            return true;
+        }
+        // SAFETY: `handle` is an uncompleted request marked cancelable by this value: the
+        // cancel routine, even if it runs, does not complete it before this value is
+        // released (the hand-off in the module documentation).
+        let status =
+            unsafe { call_unsafe_wdf_function_binding!(WdfRequestUnmarkCancelable, self.handle) };
+        // Only STATUS_SUCCESS gives the request back. STATUS_CANCELLED: the cancel routine
+        // will run or has run. Any other status (KMDF's verifier returns
+        // STATUS_INVALID_DEVICE_REQUEST for a request that is no longer cancelable, which is
+        // what a cancel routine that already ran leaves behind) also means this side does
+        // not own it: completing it could complete it twice, while leaving it to the
+        // hand-off completes it once (or, if no cancel routine ever runs, leaves it pending,
+        // which a handle close or device removal still ends).
+        if status == STATUS_SUCCESS {
+            self.owner = Owner::Driver;
+            true
+        } else {
+            self.owner = Owner::CancelRoutine;
+            false
+        }
+    }
+}
+
+impl Drop for Request {
+    /// Dropping a request never completes it, except for this side's half of the cancel
+    /// hand-off after a lost claim. `<= DISPATCH_LEVEL`.
+    fn drop(&mut self) {
+        if self.owner == Owner::CancelRoutine {
+            // SAFETY: the request is not completed: after a lost claim only the hand-off
+            // completes it, and this is one of its two releases.
+            unsafe { release_cancelled(self.handle, Releaser::Service) };
+        }
+    }
+}
+
+/// The two sides of the cancel hand-off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Releaser {
+    /// The cancel routine, which found the wait gone from the service's list.
+    CancelRoutine,
+    /// The service's [`Request`], dropped after its lost claim.
+    Service,
+}
+
+/// One of the two releases of a cancelled request whose wait the service had already
+/// taken out of its list; the second completes it with `STATUS_CANCELLED`.
+/// `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// `handle` is an uncompleted, cancelled request; each side calls this once for it.
+unsafe fn release_cancelled(handle: WDFREQUEST, releaser: Releaser) {
+    // SAFETY: `handle` is a valid request created with REQUEST_CONTEXT (our contract).
+    let context = unsafe { REQUEST_CONTEXT.get(handle.cast()) };
+    // SAFETY: a non-null context pointer points to this request's RequestContext, alive
+    // until the request completes; its only field is an atomic.
+    let second = match unsafe { context.as_ref() } {
+        Some(context) => context.cancel_releases.fetch_add(1, Ordering::AcqRel) == 1,
+        // Not reachable: every request of this device has the context. Without one, the
+        // cancel routine alone completes, so that the request is completed at most once.
+        None => releaser == Releaser::CancelRoutine,
+    };
+    if second {
+        // SAFETY: both sides have released the request; it is completed once, here.
+        unsafe { complete(handle, STATUS_CANCELLED) };
+    }
+}
+
+/// Completes a request with `status` and no output. `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// `handle` is an uncompleted request the caller owns; it is invalid afterwards.
+unsafe fn complete(handle: WDFREQUEST, status: NTSTATUS) {
+    // SAFETY: the caller's contract.
+    unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, handle, status) };
+}
+
+/// `EvtIoDeviceControl`: hands the request to the service's dispatch entry, which completes
+/// it or parks it (a wait). `PASSIVE_LEVEL` (the queue inherits the device's
+/// `WdfExecutionLevelPassive`).
+///
+/// # Safety
+///
+/// Called by the framework with the default queue and a request the driver now owns.
+pub(super) unsafe extern "C" fn evt_io_device_control(
+    queue: WDFQUEUE,
+    request: WDFREQUEST,
+    output_buffer_length: usize,
+    input_buffer_length: usize,
+    io_control_code: ULONG,
+) {
+    let Some(passive) = PassiveLevel::current() else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { complete(request, STATUS_INVALID_DEVICE_STATE) };
+        return;
+    };
+    // SAFETY: `queue` is the framework's, valid for this callback.
+    let device = unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueGetDevice, queue) };
+    // SAFETY: the queue's device is live for this callback, which its cleanup does not
+    // overlap.
+    let Some(service) = (unsafe { device::service(device) }) else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { complete(request, STATUS_INVALID_DEVICE_STATE) };
+        return;
+    };
+    // SAFETY: `request` is valid for this callback (our contract).
+    let file_object =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // SAFETY: a request's file object outlives it, and its close cannot run while one of
+    // its requests is being dispatched.
+    let Some(handle) = (unsafe { file::handle(file_object) }) else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { complete(request, STATUS_INVALID_HANDLE) };
+        return;
+    };
+    // Every ktimer code is METHOD_BUFFERED. Any other code gets no buffers at all (nothing
+    // maps a direct-I/O MDL or touches a METHOD_NEITHER user address); dispatch rejects it.
+    let (input_length, output_length) = if method_of(io_control_code) == METHOD_BUFFERED {
+        (input_buffer_length, output_buffer_length)
+    } else {
+        (0, 0)
+    };
+    // SAFETY: the driver owns `request`, uncompleted, with buffers of at least these lengths
+    // (our contract); the `Request` takes that ownership over.
+    let request = unsafe { Request::new(request, input_length, output_length) };
+    // Completed, or parked as a pending wait (STATUS_PENDING): either way the service has
+    // the request now, and bad input has already been answered with its documented status.
+    let _status = dispatch(service, &handle, io_control_code, request, &passive);
+}
+
+/// `EvtRequestCancel` of a pending wait: takes it back from the service and completes it
+/// with `STATUS_CANCELLED`, or, if the service already took it out of its list, does this
+/// side's half of the hand-off (module documentation). `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// Called by the framework, once, for a request marked cancelable by [`Request`] and
+/// cancelled since; the request is uncompleted.
+unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
+    // SAFETY: `request` is valid until completed (our contract).
+    let file_object =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // SAFETY: the request's file object outlives it; its close waits for this request.
+    let handle = unsafe { file::handle(file_object) };
+    // SAFETY: as above, and the device outlives its file objects' requests.
+    let service = unsafe { file::service_of(file_object) };
+    let (Some(handle), Some(service)) = (handle, service) else {
+        // No handle or no service: nothing could have parked this request, so nothing
+        // else will complete it.
+        // SAFETY: the cancel routine owns the request (our contract).
+        unsafe { complete(request, STATUS_CANCELLED) };
+        return;
+    };
+    match service.cancel_wait(&handle, request.addr()) {
+        // Still parked: ours alone now.
+        Some(parked) => parked.complete(STATUS_CANCELLED, 0),
+        // SAFETY: the service took it out of its list and loses its claim (the request is
+        // cancelled): this is the cancel routine's release.
+        None => unsafe { release_cancelled(request, Releaser::CancelRoutine) },
+    }
+}

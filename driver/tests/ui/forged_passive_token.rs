@@ -1,9 +1,0 @@
-// A `PassiveLevel` only comes from the checked `PassiveLevel::current()`: it cannot be
-// built by hand.
-use ktimer::kernel::irql::PassiveLevel;
-
-fn main() {
-    let _passive = PassiveLevel {
-        not_send: std::marker::PhantomData,
-    };
-}
