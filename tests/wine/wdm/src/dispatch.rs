@@ -8,10 +8,10 @@ use core::ffi::c_void;
 use core::ptr::{NonNull, null_mut};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use ktimer::ioctl;
-use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::{FileHandle, Service};
 use ktimer_abi::status::{STATUS_PENDING, STATUS_SUCCESS};
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch;
+use ktimer_service::{FileHandle, Service};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_INVALID_DEVICE_STATE};
 
@@ -171,7 +171,7 @@ pub unsafe extern "system" fn device_control(
     // SAFETY: we hand our ownership of the IRP to the request, whose buffer description is
     // the system buffer of a METHOD_BUFFERED request (or none, above).
     let wrapped = unsafe { WdmRequest::new(request, &control) };
-    let _status = ioctl::dispatch(service, &file, control.code, wrapped, &passive);
+    let _status = dispatch::dispatch(service, &file, control.code, wrapped, &passive);
     STATUS_PENDING
 }
 

@@ -5,9 +5,9 @@ use alloc::alloc::{Layout, alloc};
 use alloc::boxed::Box;
 use core::ptr::null_mut;
 
+use ktimer_abi::device::{DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16};
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_service::{Service, ServiceConfig};
-use ktimer_abi::device::{DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT};
 use windows_sys::Wdk::System::SystemServices::{
     IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, IoCreateDevice,
@@ -60,12 +60,12 @@ pub unsafe extern "system" fn DriverEntry(
     driver: *mut DRIVER_OBJECT,
     _registry_path: *const UNICODE_STRING,
 ) -> NTSTATUS {
-    if let Err(status) = ktimer::wine_binding::start() {
+    if let Err(status) = wdk_sys::start() {
         return status;
     }
     let status = start_service_and_device(driver);
     if status < 0 {
-        ktimer::wine_binding::stop();
+        wdk_sys::stop();
     }
     status
 }
@@ -144,5 +144,5 @@ unsafe extern "system" fn unload(driver: *const DRIVER_OBJECT) {
     if let Some(passive) = PassiveLevel::current() {
         drop_service(&passive);
     }
-    ktimer::wine_binding::stop();
+    wdk_sys::stop();
 }

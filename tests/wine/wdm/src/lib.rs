@@ -1,5 +1,6 @@
 //! ktimer's WDM front end: a test vehicle that loads the driver's portable core (timer
-//! service, IOCTL dispatch entry, safe kernel layer on the `windows_sys` seam binding) into
+//! service, IOCTL dispatch entry, safe kernel layer on the rig's windows-sys binding of the
+//! seam, tests/wine/wdk-sys) into
 //! Wine, which implements the NT kernel API but has no KMDF. It is deliberately thin — the
 //! product is the KMDF driver; this crate only turns IRPs into calls of the same dispatch
 //! entry the KMDF shell uses. See docs/WINE.md and tests/wine/run.sh.
@@ -9,6 +10,10 @@
 
 #[cfg(windows)]
 extern crate alloc;
+
+// The allocator, panic handler and C runtime symbols of this kernel image.
+#[cfg(windows)]
+extern crate ktimer_wdm_rt;
 
 #[cfg(windows)]
 mod dispatch;

@@ -1,13 +1,13 @@
 //! [`WdmRequest`]: an `IRP_MJ_DEVICE_CONTROL` IRP as the timer service's
 //! [`IoRequest`](ktimer_service::dispatch::IoRequest), with the WDM cancel protocol behind
-//! `mark_cancelable`/`claim` (the service's claim protocol, `ktimer::ioctl`, maps onto
+//! `mark_cancelable`/`claim` (the service's claim protocol, `ktimer_service::dispatch`, maps onto
 //! `IoSetCancelRoutine` exactly as it maps onto KMDF's `WdfRequestMarkCancelableEx` /
 //! `WdfRequestUnmarkCancelable`).
 
 use core::ptr::NonNull;
 
-use ktimer_service::dispatch::IoRequest;
 use ktimer_abi::status::{NtStatus, STATUS_CANCELLED};
+use ktimer_service::dispatch::IoRequest;
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 
 use crate::irp;
@@ -15,7 +15,7 @@ use crate::irp;
 /// A device-control IRP the front end owns until it completes it.
 ///
 /// Dropping it does not complete the IRP: the service drops a request exactly when the
-/// cancel routine owns it (see `ktimer::ioctl`).
+/// cancel routine owns it (see `ktimer_service::dispatch`).
 pub struct WdmRequest {
     irp: NonNull<IRP>,
     input_length: usize,
@@ -101,7 +101,7 @@ impl IoRequest for WdmRequest {
 
 /// The cancel routine of a pending wait (`CancelIoEx`, thread exit). Runs with the I/O
 /// manager's cancel spin lock held, which it releases first; then it asks the service for
-/// the request and completes it with `STATUS_CANCELLED` either way (see `ktimer::ioctl`).
+/// the request and completes it with `STATUS_CANCELLED` either way (see `ktimer_service::dispatch`).
 /// `DISPATCH_LEVEL`.
 ///
 /// # Safety
