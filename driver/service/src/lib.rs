@@ -12,7 +12,7 @@
 //! opened (id table, ring, wait list, all at their limits) and when a timer is created (its
 //! kernel storage). The expiry path (`DISPATCH_LEVEL`) allocates nothing: it updates the
 //! timer's statistics, pushes one record into the ring and completes satisfied waits
-//! (`driver/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
+//! (`driver/kmdf/tests/service_no_allocation.rs` counts). Every allocation is fallible and maps to
 //! `STATUS_INSUFFICIENT_RESOURCES`, the handle's shared core included: it is a [`PoolArc`]
 //! (pool block + owner count), because stable Rust has no fallible `Arc::new` and an
 //! infallible allocation's failure would reach the allocation-error handler.

@@ -11,8 +11,8 @@
 //!   `Service::cancel_wait`, the waits part of `HandleCore::tear_down`, and the front end's
 //!   cancel routine (modelled on KMDF's `WdfRequestMarkCancelableEx` /
 //!   `WdfRequestUnmarkCancelable` contract). The handle's spin lock is a loom `Mutex`; the
-//!   request's cancel state is a loom atomic. Keep these in step with `driver/src/service`
-//!   and `driver/src/kmdf/request.rs` when the protocol changes.
+//!   request's cancel state is a loom atomic. Keep these in step with `driver/service/src`
+//!   and `driver/kmdf/src/request.rs` when the protocol changes.
 //!
 //! Checked in every interleaving:
 //! - every wait request is completed exactly once (never twice, never left pending);
