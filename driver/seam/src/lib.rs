@@ -15,7 +15,9 @@
 //!   `--cfg ktimer_wine`, which only changes where the two header-inline routines below come
 //!   from (docs/ARCHITECTURE.md, "The Wine rig").
 //!
-//! The lists are explicit (no globs) on purpose. Routines the x64 WDK headers only define
+//! The list is explicit (no globs) on purpose, and written once: `bind_kernel!` and
+//! `bind_wdf!` below bind the same list to whichever kernel the target has, so the arms
+//! cannot drift apart, and `tests/bindings.rs` checks the Wine rig's binding against it. Routines the x64 WDK headers only define
 //! as inline functions (`KeQueryInterruptTime`, `KeInitializeSpinLock`,
 //! `ExInitializeSetTimerParameters`) have no import library entry; the Windows arm gives
 //! their header bodies here and the simulator exports equivalents. Besides the kernel's
@@ -25,49 +27,59 @@
 //! The KMDF names are in [`wdf`] (feature `wdf`, which only the KMDF shell turns on).
 #![no_std]
 
-#[cfg(not(windows))]
-pub use kernel_sim::{
-    _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER_HIGH_RESOLUTION, EXT_SET_PARAMETERS, KDPC,
-    KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER, LARGE_INTEGER, LONG, LONGLONG, PASSIVE_LEVEL,
-    PEX_TIMER, PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T, STATUS_SUCCESS, STATUS_TIMEOUT,
-    TIMER_TYPE, ULONG64,
-};
+/// Binds one list of names to the target's kernel: `kernel_sim` off Windows, `wdk_sys` on
+/// Windows (types and constants at the crate root, routines in `ntddk`), and records the
+/// list as strings for the binding test (`tests/bindings.rs`). The list is written once, in
+/// the invocation below; an arm that lacks a name fails to compile.
+macro_rules! bind_kernel {
+    (
+        types: { $($type_name:ident),* $(,)? }
+        routines: { $($routine:ident),* $(,)? }
+        header_inline_routines: { $($inline_routine:ident),* $(,)? }
+    ) => {
+        #[cfg(not(windows))]
+        pub use kernel_sim::{$($type_name),*};
+        #[cfg(not(windows))]
+        pub use kernel_sim::ntddk::{$($routine,)* $($inline_routine),*};
 
-#[cfg(not(windows))]
-pub use kernel_sim::ntddk::{
-    ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag, ExSetTimer,
-    KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc, KeCancelTimer, KeFlushQueuedDpcs,
-    KeGetCurrentIrql, KeInitializeDpc, KeInitializeSpinLock, KeInitializeTimerEx,
-    KeQueryInterruptTime, KeQueryInterruptTimePrecise, KeQuerySystemTimePrecise,
-    KeQueryTimeIncrement, KeReadStateTimer, KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel,
-    KeRemoveQueueDpc, KeSetCoalescableTimer, KeSetTimerEx, KeWaitForSingleObject,
-};
+        #[cfg(windows)]
+        pub use wdk_sys::{$($type_name),*};
+        #[cfg(windows)]
+        pub use wdk_sys::ntddk::{$($routine),*};
+        // The WDK's headers define these inline (no export): their bodies are below. The
+        // Wine rig's stand-in for wdk-sys exports its own (tests/wine/wdk-sys).
+        #[cfg(all(windows, ktimer_wine))]
+        pub use wdk_sys::ntddk::{$($inline_routine),*};
 
-#[cfg(windows)]
-pub use wdk_sys::{
-    _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER_HIGH_RESOLUTION, EXT_SET_PARAMETERS, KDPC,
-    KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER, LARGE_INTEGER, LONG, LONGLONG, PASSIVE_LEVEL,
-    PEX_TIMER, PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T, STATUS_SUCCESS, STATUS_TIMEOUT,
-    TIMER_TYPE, ULONG64,
-};
+        /// Every kernel type, constant and routine name the seam binds, as listed once in
+        /// `bind_kernel!`: what each binding must provide.
+        pub const KERNEL_NAMES: &[&str] = &[
+            $(stringify!($type_name),)* $(stringify!($routine),)* $(stringify!($inline_routine),)*
+        ];
+    };
+}
+
+bind_kernel! {
+    types: {
+        _KWAIT_REASON, _MODE, _TIMER_TYPE, BOOLEAN, EX_TIMER_HIGH_RESOLUTION, EXT_SET_PARAMETERS,
+        KDPC, KIRQL, KPROCESSOR_MODE, KSPIN_LOCK, KTIMER, LARGE_INTEGER, LONG, LONGLONG,
+        PASSIVE_LEVEL, PEX_TIMER, PKDPC, PKTIMER, POOL_FLAG_NON_PAGED, PVOID, SIZE_T,
+        STATUS_SUCCESS, STATUS_TIMEOUT, TIMER_TYPE, ULONG64,
+    }
+    routines: {
+        ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag,
+        ExSetTimer, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc, KeCancelTimer,
+        KeFlushQueuedDpcs, KeGetCurrentIrql, KeInitializeDpc, KeInitializeTimerEx,
+        KeQueryInterruptTimePrecise, KeQuerySystemTimePrecise, KeQueryTimeIncrement,
+        KeReadStateTimer, KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc,
+        KeSetCoalescableTimer, KeSetTimerEx, KeWaitForSingleObject,
+    }
+    header_inline_routines: { KeInitializeSpinLock, KeQueryInterruptTime }
+}
+
 // Only the inline bodies below need these two.
 #[cfg(all(windows, not(ktimer_wine)))]
 use wdk_sys::{PKSPIN_LOCK, ULONGLONG};
-
-// The Wine rig's stand-in for wdk-sys gives these two itself: Wine's clock is not the
-// shared page's (tests/wine/wdk-sys explains why).
-#[cfg(all(windows, ktimer_wine))]
-pub use wdk_sys::ntddk::{KeInitializeSpinLock, KeQueryInterruptTime};
-
-#[cfg(windows)]
-pub use wdk_sys::ntddk::{
-    ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag, ExSetTimer,
-    KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc, KeCancelTimer, KeFlushQueuedDpcs,
-    KeGetCurrentIrql, KeInitializeDpc, KeInitializeTimerEx, KeQueryInterruptTimePrecise,
-    KeQuerySystemTimePrecise, KeQueryTimeIncrement, KeReadStateTimer, KeReleaseSpinLock,
-    KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc, KeSetCoalescableTimer, KeSetTimerEx,
-    KeWaitForSingleObject,
-};
 
 /// `KeQueryInterruptTime` for x64: wdm.h defines it as an inline read of
 /// `SharedUserData->InterruptTime`, so ntoskrnl has no export for it.
@@ -144,20 +156,21 @@ pub fn kernel_instance() -> u64 {
 /// same call-site form as wdk-sys'.
 #[cfg(feature = "wdf")]
 pub mod wdf {
-    #[cfg(not(windows))]
-    pub use kernel_sim::{
-        _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
-        _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PCUNICODE_STRING,
-        PCWDF_OBJECT_CONTEXT_TYPE_INFO, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_CANCELLED,
-        STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE, STATUS_OBJECT_NAME_NOT_FOUND, ULONG,
-        ULONG_PTR, UNICODE_STRING, USHORT, WDF_DRIVER_CONFIG, WDF_FILEOBJECT_CONFIG,
-        WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
-        WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
-        WDFREQUEST, call_unsafe_wdf_function_binding,
-    };
+    /// Binds one list of KMDF names to the target's framework, and records it (see
+    /// `bind_kernel!`).
+    macro_rules! bind_wdf {
+        ($($name:ident),* $(,)?) => {
+            #[cfg(not(windows))]
+            pub use kernel_sim::{$($name),*};
+            #[cfg(windows)]
+            pub use wdk_sys::{$($name),*};
 
-    #[cfg(windows)]
-    pub use wdk_sys::{
+            /// Every KMDF name the seam binds, as listed once in `bind_wdf!`.
+            pub const WDF_NAMES: &[&str] = &[$(stringify!($name)),*];
+        };
+    }
+
+    bind_wdf! {
         _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
         _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PCUNICODE_STRING,
         PCWDF_OBJECT_CONTEXT_TYPE_INFO, PDRIVER_OBJECT, PWDFDEVICE_INIT, STATUS_CANCELLED,
@@ -166,5 +179,5 @@ pub mod wdf {
         WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES,
         WDF_OBJECT_CONTEXT_TYPE_INFO, WDFDEVICE, WDFDRIVER, WDFFILEOBJECT, WDFOBJECT, WDFQUEUE,
         WDFREQUEST, call_unsafe_wdf_function_binding,
-    };
+    }
 }

@@ -1385,15 +1385,9 @@ pub unsafe fn KeReleaseSpinLockFromDpcLevel(SpinLock: PKSPIN_LOCK) {
     unsafe { import_KeReleaseSpinLockFromDpcLevel(SpinLock) };
 }
 
-/// The routines, where wdk-sys keeps them (the seam imports them from here).
+/// The routines, where wdk-sys keeps them (the seam imports them from here). A glob: the
+/// seam's one list (`ktimer_seam::KERNEL_NAMES`) is the contract, and
+/// driver/seam/tests/bindings.rs checks this file against it.
 pub mod ntddk {
-    pub use super::{
-        ExAllocatePool2, ExAllocateTimer, ExCancelTimer, ExDeleteTimer, ExFreePoolWithTag,
-        ExSetTimer, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc, KeCancelTimer,
-        KeFlushQueuedDpcs, KeGetCurrentIrql, KeInitializeDpc, KeInitializeSpinLock,
-        KeInitializeTimerEx, KeQueryInterruptTime, KeQueryInterruptTimePrecise,
-        KeQuerySystemTimePrecise, KeQueryTimeIncrement, KeReadStateTimer, KeReleaseSpinLock,
-        KeReleaseSpinLockFromDpcLevel, KeRemoveQueueDpc, KeSetCoalescableTimer, KeSetTimerEx,
-        KeWaitForSingleObject,
-    };
+    pub use super::*;
 }
