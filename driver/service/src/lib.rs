@@ -32,10 +32,10 @@ extern crate std;
 
 pub mod dispatch;
 
-pub mod armed;
 pub mod ids;
 pub mod ring;
 pub mod stats;
+pub mod timer_entry;
 pub mod waits;
 
 use alloc::vec::Vec;
@@ -55,10 +55,10 @@ use ktimer_abi::{
     TimerRequest, WaitRequest,
 };
 
-use self::armed::{KernelTimer, Prepared, TimerEntry};
 use self::ids::{MAX_SLOTS, SlotTable};
 use self::ring::EventRing;
 use self::stats::{Arming, Stats};
+use self::timer_entry::{KernelTimer, Prepared, TimerEntry};
 use self::waits::{Parked, WaitList};
 use crate::dispatch::{Completion, IoRequest, Operation, respond};
 use ktimer_kernel::clock;
