@@ -95,6 +95,7 @@ use wdk_sys::{PKSPIN_LOCK, ULONGLONG};
 /// Any IRQL.
 #[cfg(all(windows, not(ktimer_wine)))]
 #[expect(non_snake_case, reason = "keeps the WDK routine's name")]
+#[must_use]
 pub unsafe fn KeQueryInterruptTime() -> ULONGLONG {
     const KI_USER_SHARED_DATA: usize = 0xFFFF_F780_0000_0000;
     const INTERRUPT_TIME_OFFSET: usize = 0x8;
