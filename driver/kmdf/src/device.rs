@@ -25,6 +25,7 @@ use super::file::{self, FILE_CONTEXT};
 use super::request::{self, REQUEST_CONTEXT, Request};
 use super::wdf::{ContextType, object_attributes, ulong_size_of, unicode_string};
 use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::Pended;
 use ktimer_service::{Service, ServiceConfig};
 
 /// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
@@ -55,7 +56,7 @@ const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
 /// routine may read it while the device's cleanup runs (see [`evt_device_cleanup`]).
 pub(super) struct DeviceContext {
     ready: AtomicBool,
-    service: MaybeUninit<Service<Request>>,
+    service: MaybeUninit<Service<Pended<Request>>>,
 }
 
 pub(super) static DEVICE_CONTEXT: ContextType<DeviceContext> =
@@ -70,7 +71,7 @@ pub(super) static DEVICE_CONTEXT: ContextType<DeviceContext> =
 /// request), during which the device and its context exist and the service is neither
 /// stored nor removed (that happens only in [`create_device`] and
 /// [`evt_device_cleanup`], which no I/O callback overlaps).
-pub(super) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Service<Request>> {
+pub(super) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Service<Pended<Request>>> {
     // SAFETY: `device` is a valid handle (the caller's contract).
     let context = unsafe { DEVICE_CONTEXT.get(device.cast()) };
     // SAFETY: a non-null context pointer from the framework points to this device's

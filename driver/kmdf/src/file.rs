@@ -16,6 +16,7 @@ use super::device;
 use super::request::Request;
 use super::wdf::ContextType;
 use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::Pended;
 use ktimer_service::{FileHandle, Service};
 
 /// A file object's context: the service's handle, as [`FileHandle::into_raw`] made it.
@@ -36,7 +37,9 @@ pub(super) static FILE_CONTEXT: ContextType<FileContext> =
 /// `file` is null or a valid ktimer file object, and the borrow is used only within a
 /// callback that the framework does not overlap with that file object's `EvtFileClose`
 /// (every I/O and cleanup callback: close comes after all of them).
-pub(super) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<FileHandle<Request>>> {
+pub(super) unsafe fn handle(
+    file: WDFFILEOBJECT,
+) -> Option<ManuallyDrop<FileHandle<Pended<Request>>>> {
     if file.is_null() {
         return None;
     }
@@ -49,7 +52,7 @@ pub(super) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<FileHand
         return None;
     }
     // SAFETY: `raw` was stored by `evt_device_file_create` from `FileHandle::into_raw` of a
-    // `FileHandle<Request>` and is taken back only by `evt_file_close`, which cannot run
+    // `FileHandle<Pended<Request>>` and is taken back only by `evt_file_close`, which cannot run
     // while the caller's callback does (the caller's contract).
     Some(unsafe { FileHandle::borrow_raw(raw) })
 }
@@ -60,7 +63,7 @@ pub(super) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<FileHand
 ///
 /// `file` is null or a valid ktimer file object; the reference is used only within one of
 /// its callbacks (see [`device::service`]).
-pub(super) unsafe fn service_of<'a>(file: WDFFILEOBJECT) -> Option<&'a Service<Request>> {
+pub(super) unsafe fn service_of<'a>(file: WDFFILEOBJECT) -> Option<&'a Service<Pended<Request>>> {
     if file.is_null() {
         return None;
     }

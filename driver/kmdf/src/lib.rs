@@ -14,7 +14,7 @@
 //! | `EvtDriverDeviceAdd` | [`device`]: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link, default queue | `Service::new` (owned by the device context) |
 //! | `EvtDeviceFileCreate` | [`file`] | `Service::open` → `FileHandle` in the file-object context |
 //! | `EvtIoDeviceControl` | [`request`]: wraps the `WDFREQUEST` | `dispatch::dispatch` |
-//! | `EvtRequestCancel` | [`request`] | `Service::cancel_wait` |
+//! | `EvtRequestCancel` | [`request`] | `dispatch::cancel_wait` (`Service::cancel_wait`) |
 //! | `EvtFileCleanup` / `EvtFileClose` | [`file`] | `Service::cleanup` / `Service::close` |
 //! | device `EvtCleanupCallback` | [`device`] | `Service::unload`, then drop |
 //! | `EvtDriverUnload` | trace | — |

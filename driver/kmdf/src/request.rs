@@ -1,18 +1,20 @@
 //! Device-control requests: `EvtIoDeviceControl` hands each `WDFREQUEST`, wrapped as a
-//! [`Request`], to the service's dispatch entry; [`Request`] implements the service's
-//! [`IoRequest`] (buffers, completion, cancelability); `EvtRequestCancel` ends a pending
-//! wait the I/O system cancels (`CancelIoEx`, thread exit).
+//! [`Request`], to the dispatcher (`ktimer_service::dispatch::dispatch`); [`Request`]
+//! implements the dispatcher's [`IoRequest`] (buffers, completion) and
+//! [`CancelableRequest`] (cancel key, cancelability, claim) for the waits the service parks;
+//! `EvtRequestCancel` ends a pending wait the I/O system cancels (`CancelIoEx`, thread exit).
 //!
 //! # Completing a cancelled wait exactly once
 //!
-//! The service's claim protocol (`crate::ioctl`) decides between itself and the cancel
-//! routine. One window remains on the KMDF side: the service may have taken a wait out of
-//! its list and not yet called [`IoRequest::claim`] (`WdfRequestUnmarkCancelable`) when the
-//! cancel routine runs and finds the wait gone. If the cancel routine completed the request
-//! then, the claim would touch a completed request. So in that case neither side completes
-//! alone: each bumps a counter in the request's context, and the second one completes the
-//! request with `STATUS_CANCELLED` — the cancel routine when it finds the wait gone, and the
-//! service's [`Request`] when it is dropped after a lost claim.
+//! The service's claim protocol (`ktimer_service::waits`) decides between itself and the
+//! cancel routine. One window remains on the KMDF side: the service may have taken a wait
+//! out of its list and not yet called [`CancelableRequest::claim`]
+//! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the wait gone. If
+//! the cancel routine completed the request then, the claim would touch a completed request.
+//! So in that case neither side completes alone: each bumps a counter in the request's
+//! context, and the second one completes the request with `STATUS_CANCELLED` — the cancel
+//! routine when it finds the wait gone, and the service's [`Request`] when it is dropped
+//! after a lost claim.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -28,7 +30,7 @@ use super::device;
 use super::file;
 use super::wdf::ContextType;
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, dispatch};
+use ktimer_service::dispatch::{CancelableRequest, IoRequest, cancel_wait, dispatch};
 
 /// Every request's context (set for the device with `WdfDeviceInitSetRequestAttributes`):
 /// the cancel hand-off counter described in the module documentation.
@@ -166,7 +168,9 @@ impl IoRequest for Request {
             );
         }
     }
+}
 
+impl CancelableRequest for Request {
     fn key(&self) -> usize {
         self.handle.addr()
     }
@@ -281,7 +285,7 @@ unsafe fn complete(handle: WDFREQUEST, status: NTSTATUS) {
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, handle, status) };
 }
 
-/// `EvtIoDeviceControl`: hands the request to the service's dispatch entry, which completes
+/// `EvtIoDeviceControl`: hands the request to the dispatcher, which completes
 /// it or parks it (a wait). `PASSIVE_LEVEL` (the queue inherits the device's
 /// `WdfExecutionLevelPassive`).
 ///
@@ -357,7 +361,7 @@ unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
         unsafe { complete(request, STATUS_CANCELLED) };
         return;
     };
-    match service.cancel_wait(&handle, request.addr()) {
+    match cancel_wait(service, &handle, request.addr()) {
         // Still parked: ours alone now.
         Some(parked) => parked.complete(STATUS_CANCELLED, 0),
         // SAFETY: the service took it out of its list and loses its claim (the request is
