@@ -86,6 +86,13 @@ pub trait CancelableRequest: IoRequest {
 pub struct Pended<R>(R);
 
 impl<R> Pended<R> {
+    /// Wraps a request as a wait the service can hold. The dispatcher does this for every
+    /// wait it hands to [`Service::wait`]; models of the wait protocol (`tests/loom_waits.rs`)
+    /// do it to drive [`crate::waits`] directly.
+    pub const fn new(request: R) -> Self {
+        Self(request)
+    }
+
     /// The front end's request (for a cancel routine that got it back from
     /// [`Service::cancel_wait`]).
     pub fn into_request(self) -> R {
