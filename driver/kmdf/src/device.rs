@@ -7,23 +7,23 @@
 //! (`WdfDeviceCreate`: `STATUS_OBJECT_NAME_COLLISION`), its `EvtDriverDeviceAdd` fails with
 //! that status and the node does not start, while the first device keeps serving.
 
-use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use crate::sys::{
-    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_IO_QUEUE_DISPATCH_TYPE,
-    _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID, NT_SUCCESS, NTSTATUS, PWDFDEVICE_INIT,
-    STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, ULONG, WDF_FILEOBJECT_CONFIG, WDF_IO_QUEUE_CONFIG,
-    WDF_NO_HANDLE, WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFQUEUE,
+    _WDF_EXECUTION_LEVEL, _WDF_FILEOBJECT_CLASS, _WDF_SYNCHRONIZATION_SCOPE, _WDF_TRI_STATE, GUID,
+    NTSTATUS, PWDFDEVICE_INIT, STATUS_INVALID_DEVICE_STATE, STATUS_SUCCESS, ULONG,
+    WDF_FILEOBJECT_CONFIG, WDF_NO_HANDLE, WDFDEVICE, WDFDRIVER, WDFOBJECT,
     call_unsafe_wdf_function_binding,
 };
 use ktimer_abi::device::{
     DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
 };
 
-use super::file::{self, FILE_CONTEXT};
-use super::request::{self, REQUEST_CONTEXT, Request};
-use super::wdf::{ContextType, object_attributes, ulong_size_of, unicode_string};
+use crate::contexts::{DEVICE_CONTEXT, FILE_CONTEXT};
+use crate::file;
+use crate::queue;
+use crate::request::REQUEST_CONTEXT;
+use crate::wdf::{check, object_attributes, ulong_size_of, unicode_string};
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_service::{Service, ServiceConfig};
 
@@ -45,45 +45,6 @@ static INTERFACE_GUID: GUID = GUID {
 };
 
 const WDF_FILEOBJECT_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_FILEOBJECT_CONFIG>();
-const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
-
-/// The device's context: the timer service.
-///
-/// The framework zero-fills context memory, so `ready` reads `false` until
-/// [`create_device`] has stored the service, including on a device whose creation failed
-/// before that (the cleanup callback then has nothing to do). Atomic because a cancel
-/// routine may read it while the device's cleanup runs (see [`evt_device_cleanup`]).
-pub(super) struct DeviceContext {
-    ready: AtomicBool,
-    service: MaybeUninit<Service<Request>>,
-}
-
-pub(super) static DEVICE_CONTEXT: ContextType<DeviceContext> =
-    ContextType::new(c"KTimerDeviceContext", &raw const DEVICE_CONTEXT);
-
-/// The timer service of `device`, if it has one. `<= DISPATCH_LEVEL`.
-///
-/// # Safety
-///
-/// `device` is a valid ktimer device handle and the reference is used only within a
-/// framework callback of that device or of one of its children (queue, file object,
-/// request), during which the device and its context exist and the service is neither
-/// stored nor removed (that happens only in [`create_device`] and
-/// [`evt_device_cleanup`], which no I/O callback overlaps).
-pub(super) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Service<Request>> {
-    // SAFETY: `device` is a valid handle (the caller's contract).
-    let context = unsafe { DEVICE_CONTEXT.get(device.cast()) };
-    // SAFETY: a non-null context pointer from the framework points to this device's
-    // DeviceContext, zero-filled or initialised, alive as long as the device; nothing
-    // writes it while the caller's callback runs (the caller's contract).
-    let context = unsafe { context.as_ref() }?;
-    if !context.ready.load(Ordering::Acquire) {
-        return None;
-    }
-    // SAFETY: `ready` is set only after `service` was written, and cleared before it is
-    // moved out.
-    Some(unsafe { context.service.assume_init_ref() })
-}
 
 /// `EvtDriverDeviceAdd`: creates the device for the root-enumerated `Root\KTimer` node.
 /// `PASSIVE_LEVEL`.
@@ -107,16 +68,6 @@ pub(super) unsafe extern "C" fn evt_driver_device_add(
             STATUS_SUCCESS
         }
         Err(status) => status,
-    }
-}
-
-/// Fails with `status` (after tracing which call failed) unless it is a success status.
-fn check(status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
-    if NT_SUCCESS(status) {
-        Ok(())
-    } else {
-        trace!("ktimer: {call} failed: {status:#010x}");
-        Err(status)
     }
 }
 
@@ -247,52 +198,14 @@ unsafe fn create_device(
     };
     check(status, "WdfDeviceCreateSymbolicLink")?;
 
-    create_default_queue(device)
-}
-
-/// The default queue: parallel (a pending wait must not hold up other requests), not
-/// power-managed (a software device; a power-managed queue would make a system sleep wait
-/// for the pending waits the driver holds), `EvtIoDeviceControl` only. Its execution
-/// level is the device's (`PASSIVE_LEVEL`). `PASSIVE_LEVEL`.
-fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
-    let mut config = WDF_IO_QUEUE_CONFIG {
-        Size: WDF_IO_QUEUE_CONFIG_SIZE,
-        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
-        PowerManaged: _WDF_TRI_STATE::WdfFalse,
-        DefaultQueue: u8::from(true),
-        EvtIoDeviceControl: Some(request::evt_io_device_control),
-        ..WDF_IO_QUEUE_CONFIG::default()
-    };
-    // `Settings` is a union whose only member, `Parallel`, is a structure whose only field
-    // is the ULONG `NumberOfPresentedRequests` (wdfio.h): the union starts with that ULONG.
-    // ULONG::MAX is the header's `(ULONG)-1`, "no limit", which WDF_IO_QUEUE_CONFIG_INIT
-    // sets for a parallel queue.
-    let presented = (&raw mut config.Settings).cast::<ULONG>();
-    // SAFETY: `presented` points to the first ULONG of `config.Settings` (see above): in
-    // bounds, aligned (the union contains that ULONG) and writable (a local).
-    unsafe { presented.write(ULONG::MAX) };
-
-    let mut queue: WDFQUEUE = WDF_NO_HANDLE.cast();
-    // SAFETY: `device` is a valid device handle (created by our caller); `config` is
-    // initialised and live; the queue needs no attributes of its own; `queue` receives
-    // the handle.
-    let status = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfIoQueueCreate,
-            device,
-            &raw mut config,
-            WDF_NO_OBJECT_ATTRIBUTES,
-            &raw mut queue,
-        )
-    };
-    check(status, "WdfIoQueueCreate")
+    queue::create_default_queue(device)
 }
 
 /// The timer service's limits: the defaults; on the simulator, those a test set for this
-/// kernel through [`super::sim_hooks::set_service_config`].
+/// kernel through [`crate::sim_hooks::set_service_config`].
 fn service_config() -> ServiceConfig {
     #[cfg(not(windows))]
-    if let Some(config) = super::sim_hooks::configured() {
+    if let Some(config) = crate::sim_hooks::configured() {
         return config;
     }
     ServiceConfig::default()

@@ -4,73 +4,14 @@
 //! run at `PASSIVE_LEVEL` (the device's execution level, and where the I/O manager sends
 //! create, cleanup and close anyway).
 
-use core::ffi::c_void;
-use core::mem::ManuallyDrop;
-
 use crate::sys::{
     NTSTATUS, STATUS_INVALID_DEVICE_STATE, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, WDFDEVICE,
     WDFFILEOBJECT, WDFREQUEST, call_unsafe_wdf_function_binding,
 };
 
-use super::device;
-use super::request::Request;
-use super::wdf::ContextType;
+use crate::contexts::{self, FILE_CONTEXT, FileContext, service_of};
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::{FileHandle, Service};
-
-/// A file object's context: the service's handle, as [`FileHandle::into_raw`] made it.
-/// Null (the framework zero-fills the context) until the create succeeds, and again once
-/// the close has taken it back.
-pub(super) struct FileContext {
-    handle: *mut c_void,
-}
-
-pub(super) static FILE_CONTEXT: ContextType<FileContext> =
-    ContextType::new(c"KTimerFileContext", &raw const FILE_CONTEXT);
-
-/// The service handle stored in `file`'s context, borrowed, or `None` if the file object
-/// has none (its create failed, or it was closed). `<= DISPATCH_LEVEL`.
-///
-/// # Safety
-///
-/// `file` is null or a valid ktimer file object, and the borrow is used only within a
-/// callback that the framework does not overlap with that file object's `EvtFileClose`
-/// (every I/O and cleanup callback: close comes after all of them).
-pub(super) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<FileHandle<Request>>> {
-    if file.is_null() {
-        return None;
-    }
-    // SAFETY: `file` is a valid file object handle (the caller's contract).
-    let context = unsafe { FILE_CONTEXT.get(file.cast()) };
-    // SAFETY: a non-null context pointer points to this file object's FileContext; only
-    // create (before) and close (after every other callback) write it.
-    let raw = unsafe { context.as_ref() }?.handle;
-    if raw.is_null() {
-        return None;
-    }
-    // SAFETY: `raw` was stored by `evt_device_file_create` from `FileHandle::into_raw` of a
-    // `FileHandle<Request>` and is taken back only by `evt_file_close`, which cannot run
-    // while the caller's callback does (the caller's contract).
-    Some(unsafe { FileHandle::borrow_raw(raw) })
-}
-
-/// The timer service of the device `file` belongs to. `<= DISPATCH_LEVEL`.
-///
-/// # Safety
-///
-/// `file` is null or a valid ktimer file object; the reference is used only within one of
-/// its callbacks (see [`device::service`]).
-pub(super) unsafe fn service_of<'a>(file: WDFFILEOBJECT) -> Option<&'a Service<Request>> {
-    if file.is_null() {
-        return None;
-    }
-    // SAFETY: `file` is a valid file object handle (the caller's contract).
-    let device: WDFDEVICE =
-        unsafe { call_unsafe_wdf_function_binding!(WdfFileObjectGetDevice, file) };
-    // SAFETY: a live file object's device is live; the reference stays within the
-    // caller's callback (the caller's contract).
-    unsafe { device::service(device) }
-}
+use ktimer_service::FileHandle;
 
 /// `EvtDeviceFileCreate`: opens a service handle for the new file object and completes
 /// the create request. `PASSIVE_LEVEL`.
@@ -113,7 +54,7 @@ unsafe fn open(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTATUS {
     }
     // SAFETY: `device` is valid during this create (our contract), which no cleanup of the
     // device overlaps.
-    let Some(service) = (unsafe { device::service(device) }) else {
+    let Some(service) = (unsafe { contexts::service(device) }) else {
         trace!("ktimer: create on a device without a timer service");
         return STATUS_INVALID_DEVICE_STATE;
     };
@@ -155,7 +96,7 @@ pub(super) unsafe extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
         return;
     };
     // SAFETY: as above.
-    let Some(handle) = (unsafe { self::handle(file) }) else {
+    let Some(handle) = (unsafe { contexts::handle(file) }) else {
         return;
     };
     service.cleanup(&handle, &passive);

@@ -11,13 +11,19 @@
 //! | framework event | shell | service |
 //! | --- | --- | --- |
 //! | `DriverEntry` | `WdfDriverCreate` | — |
-//! | `EvtDriverDeviceAdd` | [`device`]: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link, default queue | `Service::new` (owned by the device context) |
+//! | `EvtDriverDeviceAdd` | [`device`]: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link; [`queue`]: the default queue | `Service::new` (owned by the device context) |
 //! | `EvtDeviceFileCreate` | [`file`] | `Service::open` → `FileHandle` in the file-object context |
-//! | `EvtIoDeviceControl` | [`request`]: wraps the `WDFREQUEST` | `dispatch::dispatch` |
-//! | `EvtRequestCancel` | [`request`] | `Service::cancel_wait` |
+//! | `EvtIoDeviceControl` | [`queue`]: wraps the `WDFREQUEST` as a [`request`] | `dispatch::dispatch` |
+//! | `EvtRequestCancel` | [`queue`] | `dispatch::cancel_wait` (`Service::cancel_wait`) |
 //! | `EvtFileCleanup` / `EvtFileClose` | [`file`] | `Service::cleanup` / `Service::close` |
 //! | device `EvtCleanupCallback` | [`device`] | `Service::unload`, then drop |
 //! | `EvtDriverUnload` | trace | — |
+//!
+//! Modules, each importing only those before it (no import circle; `xtask`'s
+//! `import_graph` test checks): [`sys`] (the seam's names) and [`wdf`] (KMDF plumbing);
+//! [`request`] (the `WDFREQUEST` wrapper, handed its cancel routine by the queue);
+//! [`contexts`] (the device's and file objects' contexts: the service and its handles);
+//! [`queue`] and [`file`] (the I/O callbacks); [`device`] (creation and cleanup); this root.
 //!
 //! IRQL: the device is created with `WdfExecutionLevelPassive`, which its queue and file
 //! objects inherit, so `EvtIoDeviceControl` and the file callbacks run at `PASSIVE_LEVEL`
@@ -58,19 +64,14 @@ macro_rules! trace {
     }};
 }
 
-/// The seam's names the shell uses, KMDF and kernel, under one path.
-mod sys {
-    #[cfg(not(windows))]
-    pub(crate) use ktimer_seam::kernel_instance;
-    pub(crate) use ktimer_seam::wdf::*;
-    pub(crate) use ktimer_seam::{PVOID, STATUS_SUCCESS};
-}
-
+mod contexts;
 mod device;
 mod file;
+mod queue;
 mod request;
 #[cfg(not(windows))]
 pub mod sim_hooks;
+mod sys;
 mod wdf;
 
 use crate::sys::{

@@ -1,42 +1,38 @@
 //! Device-control requests: `EvtIoDeviceControl` hands each `WDFREQUEST`, wrapped as a
-//! [`Request`], to the service's dispatch entry; [`Request`] implements the service's
-//! [`IoRequest`] (buffers, completion, cancelability); `EvtRequestCancel` ends a pending
-//! wait the I/O system cancels (`CancelIoEx`, thread exit).
+//! [`Request`], to the dispatcher (`ktimer_service::dispatch::dispatch`); [`Request`]
+//! implements the dispatcher's [`IoRequest`] (buffers, completion) and
+//! [`CancelableRequest`] (cancel key, cancelability, claim) for the waits the service parks;
+//! `EvtRequestCancel` ends a pending wait the I/O system cancels (`CancelIoEx`, thread exit).
 //!
 //! # Completing a cancelled wait exactly once
 //!
-//! The service's claim protocol (`crate::ioctl`) decides between itself and the cancel
-//! routine. One window remains on the KMDF side: the service may have taken a wait out of
-//! its list and not yet called [`IoRequest::claim`] (`WdfRequestUnmarkCancelable`) when the
-//! cancel routine runs and finds the wait gone. If the cancel routine completed the request
-//! then, the claim would touch a completed request. So in that case neither side completes
-//! alone: each bumps a counter in the request's context, and the second one completes the
-//! request with `STATUS_CANCELLED` — the cancel routine when it finds the wait gone, and the
-//! service's [`Request`] when it is dropped after a lost claim.
+//! The service's claim protocol (`ktimer_service::waits`) decides between itself and the
+//! cancel routine. One window remains on the KMDF side: the service may have taken a wait
+//! out of its list and not yet called [`CancelableRequest::claim`]
+//! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the wait gone. If
+//! the cancel routine completed the request then, the claim would touch a completed request.
+//! So in that case neither side completes alone: each bumps a counter in the request's
+//! context, and the second one completes the request with `STATUS_CANCELLED` — the cancel
+//! routine when it finds the wait gone, and the service's [`Request`] when it is dropped
+//! after a lost claim.
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
-
 use crate::sys::{
-    NT_SUCCESS, NTSTATUS, PVOID, STATUS_CANCELLED, STATUS_INVALID_DEVICE_STATE,
-    STATUS_INVALID_HANDLE, STATUS_SUCCESS, ULONG, ULONG_PTR, WDFQUEUE, WDFREQUEST,
+    NT_SUCCESS, NTSTATUS, PVOID, STATUS_CANCELLED, STATUS_SUCCESS, ULONG_PTR, WDFREQUEST,
     call_unsafe_wdf_function_binding,
 };
 
-use super::device;
-use super::file;
-use super::wdf::ContextType;
-use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, dispatch};
+use crate::wdf::ContextType;
+use ktimer_service::dispatch::{CancelableRequest, IoRequest};
 
 /// Every request's context (set for the device with `WdfDeviceInitSetRequestAttributes`):
 /// the cancel hand-off counter described in the module documentation.
-pub(super) struct RequestContext {
+pub(crate) struct RequestContext {
     cancel_releases: AtomicU32,
 }
 
-pub(super) static REQUEST_CONTEXT: ContextType<RequestContext> =
+pub(crate) static REQUEST_CONTEXT: ContextType<RequestContext> =
     ContextType::new(c"KTimerRequestContext", &raw const REQUEST_CONTEXT);
 
 /// Who may complete a [`Request`] right now.
@@ -61,7 +57,12 @@ pub(crate) struct Request {
     output: *mut u8,
     output_length: usize,
     owner: Owner,
+    /// The cancel routine to mark it cancelable with (the queue's `EvtRequestCancel`).
+    cancel: CancelRoutine,
 }
+
+/// An `EvtRequestCancel` routine (`PFN_WDF_REQUEST_CANCEL`'s function type).
+pub(crate) type CancelRoutine = unsafe extern "C" fn(WDFREQUEST);
 
 // SAFETY: a framework request may be completed, marked and unmarked from any thread, and
 // its system buffer is nonpaged pool, valid until completion. A `Request` is the only
@@ -69,15 +70,23 @@ pub(crate) struct Request {
 unsafe impl Send for Request {}
 
 impl Request {
-    /// Wraps a request delivered to `EvtIoDeviceControl`, retrieving its buffers.
-    /// `PASSIVE_LEVEL` (any IRQL `<= DISPATCH_LEVEL` would do).
+    /// Wraps a request delivered to `EvtIoDeviceControl`, retrieving its buffers; `cancel`
+    /// is the routine the I/O system calls if it cancels the request while the service has
+    /// it parked. `PASSIVE_LEVEL` (any IRQL `<= DISPATCH_LEVEL` would do).
     ///
     /// # Safety
     ///
     /// `handle` is a request the driver owns and has not completed, whose buffers are at
     /// least `input_length` and `output_length` bytes (zero: not retrieved); the returned
-    /// value becomes the only owner of that request.
-    unsafe fn new(handle: WDFREQUEST, input_length: usize, output_length: usize) -> Self {
+    /// value becomes the only owner of that request. `cancel` takes the request back from
+    /// the service (`Service::cancel_wait`) and, when the service no longer has it, calls
+    /// [`release_by_cancel_routine`].
+    pub(crate) unsafe fn new(
+        handle: WDFREQUEST,
+        input_length: usize,
+        output_length: usize,
+        cancel: CancelRoutine,
+    ) -> Self {
         let mut input: PVOID = core::ptr::null_mut();
         let mut input_found = 0_usize;
         if input_length > 0 {
@@ -122,6 +131,7 @@ impl Request {
             output: output.cast(),
             output_length: output_found,
             owner: Owner::Driver,
+            cancel,
         }
     }
 }
@@ -166,7 +176,9 @@ impl IoRequest for Request {
             );
         }
     }
+}
 
+impl CancelableRequest for Request {
     fn key(&self) -> usize {
         self.handle.addr()
     }
@@ -188,7 +200,7 @@ impl IoRequest for Request {
             call_unsafe_wdf_function_binding!(
                 WdfRequestMarkCancelableEx,
                 self.handle,
-                Some(evt_request_cancel)
+                Some(self.cancel)
             )
         };
         if NT_SUCCESS(status) {
@@ -271,97 +283,24 @@ unsafe fn release_cancelled(handle: WDFREQUEST, releaser: Releaser) {
     }
 }
 
+/// The cancel routine's release of a cancelled request whose wait the service had already
+/// taken out of its list (module documentation). `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// `handle` is an uncompleted, cancelled request, marked cancelable by a [`Request`]; the
+/// cancel routine calls this once for it.
+pub(crate) unsafe fn release_by_cancel_routine(handle: WDFREQUEST) {
+    // SAFETY: the caller's contract; the request's [`Request`] does the other release.
+    unsafe { release_cancelled(handle, Releaser::CancelRoutine) };
+}
+
 /// Completes a request with `status` and no output. `<= DISPATCH_LEVEL`.
 ///
 /// # Safety
 ///
 /// `handle` is an uncompleted request the caller owns; it is invalid afterwards.
-unsafe fn complete(handle: WDFREQUEST, status: NTSTATUS) {
+pub(crate) unsafe fn complete(handle: WDFREQUEST, status: NTSTATUS) {
     // SAFETY: the caller's contract.
     unsafe { call_unsafe_wdf_function_binding!(WdfRequestComplete, handle, status) };
-}
-
-/// `EvtIoDeviceControl`: hands the request to the service's dispatch entry, which completes
-/// it or parks it (a wait). `PASSIVE_LEVEL` (the queue inherits the device's
-/// `WdfExecutionLevelPassive`).
-///
-/// # Safety
-///
-/// Called by the framework with the default queue and a request the driver now owns.
-pub(super) unsafe extern "C" fn evt_io_device_control(
-    queue: WDFQUEUE,
-    request: WDFREQUEST,
-    output_buffer_length: usize,
-    input_buffer_length: usize,
-    io_control_code: ULONG,
-) {
-    let Some(passive) = PassiveLevel::current() else {
-        // SAFETY: the driver owns `request` (our contract).
-        unsafe { complete(request, STATUS_INVALID_DEVICE_STATE) };
-        return;
-    };
-    // SAFETY: `queue` is the framework's, valid for this callback.
-    let device = unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueGetDevice, queue) };
-    // SAFETY: the queue's device is live for this callback, which its cleanup does not
-    // overlap.
-    let Some(service) = (unsafe { device::service(device) }) else {
-        // SAFETY: the driver owns `request` (our contract).
-        unsafe { complete(request, STATUS_INVALID_DEVICE_STATE) };
-        return;
-    };
-    // SAFETY: `request` is valid for this callback (our contract).
-    let file_object =
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
-    // SAFETY: a request's file object outlives it, and its close cannot run while one of
-    // its requests is being dispatched.
-    let Some(handle) = (unsafe { file::handle(file_object) }) else {
-        // SAFETY: the driver owns `request` (our contract).
-        unsafe { complete(request, STATUS_INVALID_HANDLE) };
-        return;
-    };
-    // Every ktimer code is METHOD_BUFFERED. Any other code gets no buffers at all (nothing
-    // maps a direct-I/O MDL or touches a METHOD_NEITHER user address); dispatch rejects it.
-    let (input_length, output_length) = if method_of(io_control_code) == METHOD_BUFFERED {
-        (input_buffer_length, output_buffer_length)
-    } else {
-        (0, 0)
-    };
-    // SAFETY: the driver owns `request`, uncompleted, with buffers of at least these lengths
-    // (our contract); the `Request` takes that ownership over.
-    let request = unsafe { Request::new(request, input_length, output_length) };
-    // Completed, or parked as a pending wait (STATUS_PENDING): either way the service has
-    // the request now, and bad input has already been answered with its documented status.
-    let _status = dispatch(service, &handle, io_control_code, request, &passive);
-}
-
-/// `EvtRequestCancel` of a pending wait: takes it back from the service and completes it
-/// with `STATUS_CANCELLED`, or, if the service already took it out of its list, does this
-/// side's half of the hand-off (module documentation). `<= DISPATCH_LEVEL`.
-///
-/// # Safety
-///
-/// Called by the framework, once, for a request marked cancelable by [`Request`] and
-/// cancelled since; the request is uncompleted.
-unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
-    // SAFETY: `request` is valid until completed (our contract).
-    let file_object =
-        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
-    // SAFETY: the request's file object outlives it; its close waits for this request.
-    let handle = unsafe { file::handle(file_object) };
-    // SAFETY: as above, and the device outlives its file objects' requests.
-    let service = unsafe { file::service_of(file_object) };
-    let (Some(handle), Some(service)) = (handle, service) else {
-        // No handle or no service: nothing could have parked this request, so nothing
-        // else will complete it.
-        // SAFETY: the cancel routine owns the request (our contract).
-        unsafe { complete(request, STATUS_CANCELLED) };
-        return;
-    };
-    match service.cancel_wait(&handle, request.addr()) {
-        // Still parked: ours alone now.
-        Some(parked) => parked.complete(STATUS_CANCELLED, 0),
-        // SAFETY: the service took it out of its list and loses its claim (the request is
-        // cancelled): this is the cancel routine's release.
-        None => unsafe { release_cancelled(request, Releaser::CancelRoutine) },
-    }
 }

@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::device;
-use super::file;
+use crate::contexts;
 use crate::sys::{WDFDEVICE, WDFFILEOBJECT, kernel_instance};
 use ktimer_service::ServiceConfig;
 
@@ -31,7 +30,7 @@ pub fn set_service_config(config: ServiceConfig) {
 }
 
 /// The limits set for the calling thread's kernel, if any.
-pub(super) fn configured() -> Option<ServiceConfig> {
+pub(crate) fn configured() -> Option<ServiceConfig> {
     CONFIGS
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -59,7 +58,7 @@ pub struct HandleCounts {
 /// the handle open).
 pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
     // SAFETY: a live file object whose close does not overlap (our contract).
-    let handle = unsafe { file::handle(file) }?;
+    let handle = unsafe { contexts::handle(file) }?;
     Some(HandleCounts {
         timers: handle.timer_count(),
         ready_records: handle.ready_records(),
@@ -74,7 +73,7 @@ pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
 /// `device` is a ktimer device that is not deleted during the call.
 pub unsafe fn open_handle_count(device: WDFDEVICE) -> usize {
     // SAFETY: a live device (our contract).
-    unsafe { device::service(device) }.map_or(0, ktimer_service::Service::open_handle_count)
+    unsafe { contexts::service(device) }.map_or(0, ktimer_service::Service::open_handle_count)
 }
 
 /// Moves every free timer slot of the handle behind `file` forward to id generation
@@ -88,7 +87,7 @@ pub unsafe fn open_handle_count(device: WDFDEVICE) -> usize {
 /// the handle open).
 pub unsafe fn skip_timer_id_generations(file: WDFFILEOBJECT, generation: u32) -> bool {
     // SAFETY: a live file object whose close does not overlap (our contract).
-    let Some(handle) = (unsafe { file::handle(file) }) else {
+    let Some(handle) = (unsafe { contexts::handle(file) }) else {
         return false;
     };
     handle.skip_timer_id_generations(generation);

@@ -10,9 +10,9 @@ use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 
 use crate::sys::{
-    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PCWDF_OBJECT_CONTEXT_TYPE_INFO, ULONG,
-    UNICODE_STRING, USHORT, WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
-    call_unsafe_wdf_function_binding,
+    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, NT_SUCCESS, NTSTATUS,
+    PCWDF_OBJECT_CONTEXT_TYPE_INFO, ULONG, UNICODE_STRING, USHORT, WDF_OBJECT_ATTRIBUTES,
+    WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT, call_unsafe_wdf_function_binding,
 };
 
 /// `sizeof(T)` as the `ULONG` that the `Size` member of every WDF configuration structure
@@ -126,5 +126,15 @@ pub(super) fn unicode_string(text: &'static [u16]) -> UNICODE_STRING {
         MaximumLength: bytes,
         // The framework reads through this pointer and never writes (`PCUNICODE_STRING`).
         Buffer: text.as_ptr().cast_mut(),
+    }
+}
+
+/// Fails with `status` (after tracing which call failed) unless it is a success status.
+pub(crate) fn check(status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
+    if NT_SUCCESS(status) {
+        Ok(())
+    } else {
+        trace!("ktimer: {call} failed: {status:#010x}");
+        Err(status)
     }
 }

@@ -1,57 +1,50 @@
 //! THE dispatch entry: every front end (the KMDF shell, on Windows or on kernel-sim's KMDF
 //! model, and the Wine WDM front end) hands its device-control requests to [`dispatch`].
 //!
-//! A front end implements [`IoRequest`] for its request type (KMDF: a `WDFREQUEST`; WDM: an
-//! `IRP`). `dispatch` decodes the input, runs the operation on the
-//! [`Service`], encodes the output and completes the request, or, for a wait that cannot be
-//! satisfied yet, parks it in the handle's wait list, from where the expiry path, the cancel
-//! path ([`Service::cancel_wait`]), handle cleanup ([`Service::cleanup`]) or unload
-//! ([`Service::unload`]) completes it exactly once.
+//! One request flows down once and its answer up once: [`dispatch`] decodes the input
+//! ([`Operation::decode`]), validates what depends on the driver's configuration and the
+//! output size (the order of `docs/PROTOCOL.md`), calls one operation of the [`Service`],
+//! which returns its typed response or a status, encodes the response and completes the
+//! request. The service never encodes or completes, with one exception: a wait it cannot
+//! answer at once is parked, and completed later through the wait port
+//! ([`PendingWait`], implemented here by [`Pended`]) by the expiry path, the cancel path
+//! ([`cancel_wait`]), handle cleanup or unload, exactly once (the claim protocol:
+//! [`crate::waits`]).
 //!
-//! # Who completes a pending wait: the claim protocol
-//!
-//! A parked request is cancelable by the I/O system (`CancelIoEx`, thread exit). Two paths
-//! can then race to finish it: the service (records arrived, handle closed) and the front
-//! end's cancel routine. The rule that makes exactly one of them complete it, and lose no
-//! record:
-//! - The service parks a request under the handle's spin lock, calling
-//!   [`IoRequest::mark_cancelable`] there: if the request was already cancelled the service
-//!   completes it with `STATUS_CANCELLED` at once; otherwise the cancel routine, which takes
-//!   the same lock in [`Service::cancel_wait`], can only run after the request is in the list.
-//! - Before the service writes records into a parked request it **claims** it with
-//!   [`IoRequest::claim`] (KMDF: `WdfRequestUnmarkCancelable`). If the claim fails, the
-//!   cancel routine owns the request: the service drops its handle to it without completing
-//!   it and without taking any record from the ring.
-//! - The cancel routine calls [`Service::cancel_wait`]. `Some(request)`: it was still parked,
-//!   complete it with `STATUS_CANCELLED`. `None`: the service has already taken it out of
-//!   its list, and its claim fails (or has failed): the service will drop its `R` without
-//!   completing it, and the request must be completed with `STATUS_CANCELLED` exactly once,
-//!   after both sides have let go of it. How is the front end's business: the KMDF shell's
-//!   cancel routine cannot complete it at once, because the service's `R` may still call
-//!   `WdfRequestUnmarkCancelable` on it, so the cancel routine and the dropped `R` each
-//!   release it once and the second release completes it (`crate::kmdf::request`).
+//! A front end implements [`IoRequest`] for its request type (KMDF: a `WDFREQUEST`; WDM:
+//! an `IRP`): buffers and completion. A front end whose requests can pend (this driver's
+//! waits) also implements [`CancelableRequest`]: the cancel key and the I/O system's
+//! cancelability, the only wait-specific methods. Its service is a `Service<Pended<R>>`.
 
-use ktimer_abi::codec::{Decode, DecodeError, Encode};
+use core::mem::size_of;
+
+use ktimer_abi::codec::{Decode, DecodeError, Encode, encode_wait_response, records_fitting};
 use ktimer_abi::ioctl::{
     IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
     IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
 };
 use ktimer_abi::status::{
-    NtStatus, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST, STATUS_SUCCESS,
+    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
+    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS,
 };
-use ktimer_abi::{CreateRequest, SetRequest, TimerRequest, WaitRequest};
+use ktimer_abi::{
+    ArmResponse, CreateRequest, CreateResponse, ExpiryRecord, InfoResponse, QueryResponse,
+    SetRequest, TimerRequest, WaitRequest,
+};
 
+use crate::waits::{Parking, PendingWait};
 use crate::{FileHandle, Service};
 use ktimer_kernel::irql::PassiveLevel;
 
-/// A device-control request as a front end's I/O system delivers it (`METHOD_BUFFERED`).
+/// A device-control request as a front end's I/O system delivers it (`METHOD_BUFFERED`):
+/// its buffers and its completion.
 ///
-/// Dropping a request must **not** complete it: the service drops a request exactly when
-/// the front end's cancel routine owns it (see the module documentation).
+/// Dropping a request must **not** complete it: the service drops a pended request exactly
+/// when the front end's cancel routine owns it (the claim protocol, [`crate::waits`]).
 pub trait IoRequest: Send + Sized + 'static {
     /// The input bytes (`InputBufferLength` of them; empty if none). Called once, by
     /// [`dispatch`], at `PASSIVE_LEVEL`, before [`IoRequest::output`]. With `METHOD_BUFFERED`
-    /// the input and the output share one system buffer: the service copies the input out
+    /// the input and the output share one system buffer: the dispatcher copies the input out
     /// before it asks for the output, and never holds both.
     fn input(&self) -> &[u8];
 
@@ -62,14 +55,19 @@ pub trait IoRequest: Send + Sized + 'static {
     /// Completes the request with `status`, `information` bytes of output. `<=
     /// DISPATCH_LEVEL`; called at most once, never under the service's locks.
     fn complete(self, status: NtStatus, information: usize);
+}
 
+/// The wait-only part of a request: what the service needs to park it, cancelable, and
+/// take it back (the claim protocol, [`crate::waits`]). Only a front end whose requests can
+/// pend implements it.
+pub trait CancelableRequest: IoRequest {
     /// A value that identifies this request among the handle's pending ones, for
-    /// [`Service::cancel_wait`] (KMDF: the `WDFREQUEST` handle value). Any IRQL.
+    /// [`cancel_wait`] (KMDF: the `WDFREQUEST` handle value). Any IRQL.
     fn key(&self) -> usize;
 
     /// Lets the I/O system cancel the request (KMDF: `WdfRequestMarkCancelableEx` with the
-    /// cancel routine). Returns `false` if it has already been cancelled; the service then
-    /// completes it with `STATUS_CANCELLED`. Called once, at `DISPATCH_LEVEL` under the
+    /// cancel routine). Returns `false` if it has already been cancelled; it is then
+    /// completed with `STATUS_CANCELLED`. Called once, at `DISPATCH_LEVEL` under the
     /// handle's spin lock: it must not call into the service.
     fn mark_cancelable(&mut self) -> bool;
 
@@ -79,6 +77,55 @@ pub trait IoRequest: Send + Sized + 'static {
     /// routine owns it; the service drops it uncompleted. `<= DISPATCH_LEVEL`, possibly under
     /// the handle's spin lock: it must not call into the service.
     fn claim(&mut self) -> bool;
+}
+
+/// A front end's request as the service holds a wait: the [`PendingWait`] port, which fills
+/// a wait response into the request's output and completes it. What [`Service`] and
+/// [`FileHandle`] are generic over for a front end with request type `R`.
+#[derive(Debug)]
+pub struct Pended<R>(R);
+
+impl<R> Pended<R> {
+    /// Wraps a request as a wait the service can hold. The dispatcher does this for every
+    /// wait it hands to [`Service::wait`]; models of the wait protocol (`tests/loom_waits.rs`)
+    /// do it to drive [`crate::waits`] directly.
+    pub const fn new(request: R) -> Self {
+        Self(request)
+    }
+
+    /// The front end's request (for a cancel routine that got it back from
+    /// [`Service::cancel_wait`]).
+    pub fn into_request(self) -> R {
+        self.0
+    }
+}
+
+impl<R: CancelableRequest> PendingWait for Pended<R> {
+    fn key(&self) -> usize {
+        self.0.key()
+    }
+
+    fn mark_cancelable(&mut self) -> bool {
+        self.0.mark_cancelable()
+    }
+
+    fn claim(&mut self) -> bool {
+        self.0.claim()
+    }
+
+    fn fill(
+        &mut self,
+        overruns: u64,
+        records: impl Iterator<Item = ExpiryRecord>,
+    ) -> Result<usize, NtStatus> {
+        encode_wait_response(overruns, records, self.0.output())
+            .map(|(_, written)| written)
+            .map_err(DecodeError::status)
+    }
+
+    fn complete(self, result: Result<usize, NtStatus>) {
+        let _status = finish(self.0, result);
+    }
 }
 
 /// A decoded request, copied out of the input buffer.
@@ -129,42 +176,28 @@ impl Operation {
     }
 }
 
-/// The outcome of an operation that completes at once: status and bytes of output written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Completion {
-    /// The status to complete with.
-    pub status: NtStatus,
-    /// Bytes of output written.
-    pub information: usize,
+/// Completes `request` with a result: success with its bytes of output, or a failure with
+/// none. Returns the status.
+fn finish<R: IoRequest>(request: R, result: Result<usize, NtStatus>) -> NtStatus {
+    let (status, information) = match result {
+        Ok(written) => (STATUS_SUCCESS, written),
+        Err(status) => (status, 0),
+    };
+    request.complete(status, information);
+    status
 }
 
-impl Completion {
-    /// A failure: no output.
-    #[must_use]
-    pub const fn failed(status: NtStatus) -> Self {
-        Self {
-            status,
-            information: 0,
-        }
+/// Steps 6 and 7 of the order in `docs/PROTOCOL.md`, then the encoding: refuses an output
+/// shorter than the response before the operation runs (so a refused request changes
+/// nothing), runs it, and encodes its response into `output`.
+fn answer<T: Encode>(
+    output: &mut [u8],
+    operation: impl FnOnce() -> Result<T, NtStatus>,
+) -> Result<usize, NtStatus> {
+    if output.len() < size_of::<T>() {
+        return Err(STATUS_BUFFER_TOO_SMALL);
     }
-
-    /// Success with `information` bytes written.
-    #[must_use]
-    pub const fn success(information: usize) -> Self {
-        Self {
-            status: STATUS_SUCCESS,
-            information,
-        }
-    }
-}
-
-/// Encodes a response into an output buffer: success with its size, or
-/// `STATUS_BUFFER_TOO_SMALL` (nothing written).
-pub(crate) fn respond<T: Encode>(response: &T, output: &mut [u8]) -> Completion {
-    match response.encode(output) {
-        Ok(written) => Completion::success(written),
-        Err(error) => Completion::failed(error.status()),
-    }
+    operation()?.encode(output).map_err(DecodeError::status)
 }
 
 /// The dispatch entry: runs one device-control request of the handle `file` and completes
@@ -173,24 +206,66 @@ pub(crate) fn respond<T: Encode>(response: &T, output: &mut [u8]) -> Completion 
 ///
 /// `PASSIVE_LEVEL` (closing a timer flushes its DPCs): the KMDF shell configures its queue
 /// with `WdfExecutionLevelPassive` so that `EvtIoDeviceControl` runs there.
-pub fn dispatch<R: IoRequest>(
-    service: &Service<R>,
-    file: &FileHandle<R>,
+pub fn dispatch<R: CancelableRequest>(
+    service: &Service<Pended<R>>,
+    file: &FileHandle<Pended<R>>,
     code: u32,
     mut request: R,
     passive: &PassiveLevel,
 ) -> NtStatus {
     let operation = match Operation::decode(code, request.input()) {
         Ok(operation) => operation,
-        Err(status) => {
-            request.complete(status, 0);
-            return status;
-        }
+        Err(status) => return finish(request, Err(status)),
     };
-    if let Operation::Wait(wait) = operation {
-        return service.wait(file, &wait, request);
+    let output = request.output();
+    let result = match operation {
+        Operation::GetInfo => answer::<InfoResponse>(output, || service.get_info(file)),
+        Operation::Create(create) => service.prepare(create.schedule).and_then(|prepared| {
+            answer::<CreateResponse>(output, || service.create(file, &create, &prepared))
+        }),
+        Operation::Set(set) => service.prepare(set.schedule).and_then(|prepared| {
+            answer::<ArmResponse>(output, || service.set(file, &set, &prepared, passive))
+        }),
+        Operation::Cancel(timer) => answer::<ArmResponse>(output, || service.cancel(file, &timer)),
+        Operation::Query(timer) => answer::<QueryResponse>(output, || service.query(file, &timer)),
+        Operation::Close(timer) => service.close_timer(file, &timer).map(|()| 0),
+        Operation::Wait(wait) => return dispatch_wait(service, file, &wait, request),
+    };
+    finish(request, result)
+}
+
+/// A wait: its checks against the ring and the output (steps 5 and 6), then the service
+/// answers it at once (completed here) or parks it.
+fn dispatch_wait<R: CancelableRequest>(
+    service: &Service<Pended<R>>,
+    file: &FileHandle<Pended<R>>,
+    wait: &WaitRequest,
+    mut request: R,
+) -> NtStatus {
+    let min_records = usize::try_from(wait.min_records).unwrap_or(usize::MAX);
+    let fitting = records_fitting(request.output().len());
+    if min_records > service.config().event_ring_capacity {
+        return finish(request, Err(STATUS_INVALID_PARAMETER));
     }
-    let completion = service.execute(file, &operation, request.output(), passive);
-    request.complete(completion.status, completion.information);
-    completion.status
+    if fitting == 0 {
+        return finish(request, Err(STATUS_BUFFER_TOO_SMALL));
+    }
+    if min_records > fitting {
+        return finish(request, Err(STATUS_INVALID_PARAMETER));
+    }
+    match service.wait(file, min_records, Pended(request)) {
+        Parking::Answered(Pended(request), result) => finish(request, result),
+        Parking::Parked => STATUS_PENDING,
+    }
+}
+
+/// The front end's cancel routine for a pending wait ([`Service::cancel_wait`]): the request
+/// if it was still parked (the caller completes it with `STATUS_CANCELLED`), `None` if the
+/// service took it first (see [`crate::waits`]). `<= DISPATCH_LEVEL`.
+pub fn cancel_wait<R: CancelableRequest>(
+    service: &Service<Pended<R>>,
+    file: &FileHandle<Pended<R>>,
+    key: usize,
+) -> Option<R> {
+    service.cancel_wait(file, key).map(Pended::into_request)
 }

@@ -22,8 +22,11 @@
 //! stopped there; the safe kernel layer defers its flush and free to `reclaim_deferred`, which
 //! cleanup and unload call at `PASSIVE_LEVEL` after releasing the lock.
 //!
-//! The crate also holds the IOCTL dispatcher ([`dispatch`]), the one entry of every front
-//! end's device-control requests.
+//! The service answers with values: each operation returns its typed response or the status
+//! to fail with, and never encodes a response or completes a request. The IOCTL dispatcher
+//! ([`dispatch`], in this crate, above the service) decodes, validates, calls the service,
+//! encodes and completes. The one request the service completes itself is a wait it parked,
+//! later, through the narrow port [`waits::PendingWait`].
 #![no_std]
 
 extern crate alloc;
@@ -40,27 +43,25 @@ pub mod waits;
 
 use alloc::vec::Vec;
 use core::ffi::c_void;
-use core::mem::{ManuallyDrop, size_of};
+use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use ktimer_abi::codec::{encode_wait_response, records_fitting};
 use ktimer_abi::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_QUOTA_EXCEEDED,
+    NtStatus, STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER,
+    STATUS_QUOTA_EXCEEDED,
 };
 use ktimer_abi::{
     ArmResponse, CREATE_HIGH_RESOLUTION, CreateRequest, CreateResponse, ExpiryRecord, Header,
     InfoResponse, MAX_PERIOD_MS, MAX_RELATIVE_DUE_100NS, MAX_TOLERABLE_DELAY_MS, MODE_ONE_SHOT,
-    QueryResponse, STATE_ARMED, STATE_EXPIRED, SetRequest, TIMER_TYPE_SYNCHRONIZATION,
-    TimerRequest, WaitRequest,
+    QueryResponse, STATE_ARMED, STATE_EXPIRED, Schedule, SetRequest, TIMER_TYPE_SYNCHRONIZATION,
+    TimerRequest,
 };
 
 use self::ids::{MAX_SLOTS, SlotTable};
 use self::ring::EventRing;
 use self::stats::{Arming, Stats};
 use self::timer_entry::{KernelTimer, Prepared, TimerEntry};
-use self::waits::{Parked, WaitList};
-use crate::dispatch::{Completion, IoRequest, Operation, respond};
+use self::waits::{Parking, PendingWait, WaitList, WaitLock, WaitState};
 use ktimer_kernel::clock;
 use ktimer_kernel::deferred::{flush_queued_dpcs, reclaim_deferred};
 use ktimer_kernel::hr_timer::HighResolutionTimer;
@@ -106,14 +107,15 @@ impl Default for ServiceConfig {
     }
 }
 
-/// The timer service, generic over the front end's request type.
-pub struct Service<R: IoRequest> {
+/// The timer service, generic over the request type of its pending waits (the
+/// [`PendingWait`] port; the dispatcher's [`dispatch::Pended`]).
+pub struct Service<R: PendingWait> {
     config: ServiceConfig,
     registry: SpinLock<Registry<R>>,
     next_serial: AtomicU32,
 }
 
-struct Registry<R: IoRequest> {
+struct Registry<R: PendingWait> {
     handles: Vec<Option<PoolArc<HandleCore<R>>>>,
     unloading: bool,
 }
@@ -122,16 +124,16 @@ struct Registry<R: IoRequest> {
 /// [`FileHandle::into_raw`]). Its core is a pool block shared with the service's registry
 /// and the handle's timers; dropping the last owner frees it, so drop it at IRQL <=
 /// `DISPATCH_LEVEL` (on the simulator: on a thread bound to the kernel).
-pub struct FileHandle<R: IoRequest> {
+pub struct FileHandle<R: PendingWait> {
     core: PoolArc<HandleCore<R>>,
 }
 
-struct HandleCore<R: IoRequest> {
+struct HandleCore<R: PendingWait> {
     serial: u32,
     state: SpinLock<HandleState<R>>,
 }
 
-struct HandleState<R: IoRequest> {
+struct HandleState<R: PendingWait> {
     /// Set by cleanup/unload: every later request is refused with `STATUS_CANCELLED`.
     closing: bool,
     table: SlotTable,
@@ -144,19 +146,19 @@ struct HandleState<R: IoRequest> {
 }
 
 /// What a timer's DPC calls: the handle, and which slot and generation the timer is.
-struct Expiry<R: IoRequest> {
+struct Expiry<R: PendingWait> {
     handle: PoolArc<HandleCore<R>>,
     slot: u16,
     generation: u32,
 }
 
-impl<R: IoRequest> TimerCallback for Expiry<R> {
+impl<R: PendingWait> TimerCallback for Expiry<R> {
     fn expired(&self, irql: &DispatchLevel) {
         self.handle.on_expiry(self.slot, self.generation, irql);
     }
 }
 
-impl<R: IoRequest> Service<R> {
+impl<R: PendingWait> Service<R> {
     /// Creates the service (driver load). `PASSIVE_LEVEL`.
     ///
     /// # Errors
@@ -254,32 +256,27 @@ impl<R: IoRequest> Service<R> {
         Ok(FileHandle { core })
     }
 
-    /// Runs an operation that completes at once (every one but wait). `PASSIVE_LEVEL`.
-    pub(crate) fn execute(
-        &self,
-        file: &FileHandle<R>,
-        operation: &Operation,
-        output: &mut [u8],
-        passive: &PassiveLevel,
-    ) -> Completion {
-        match operation {
-            Operation::GetInfo => {
-                if output.len() < size_of::<InfoResponse>() {
-                    Completion::failed(STATUS_BUFFER_TOO_SMALL)
-                } else if file.core.state.lock().closing {
-                    Completion::failed(STATUS_CANCELLED)
-                } else {
-                    respond(&self.info(), output)
-                }
-            }
-            Operation::Create(request) => self.create(file, request, output),
-            Operation::Set(request) => self.set(file, request, output, passive),
-            Operation::Cancel(request) => file.core.cancel_timer(request, output),
-            Operation::Query(request) => file.core.query(request, output),
-            Operation::Close(request) => file.core.close_timer(request),
-            // `dispatch` sends waits to `Service::wait`; a wait here has no request to park.
-            Operation::Wait(_) => Completion::failed(STATUS_INVALID_PARAMETER),
+    /// Get-info on a handle: the [`Service::info`] response, unless the handle is closing.
+    /// `<= DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_CANCELLED` once the handle's cleanup has begun.
+    pub fn get_info(&self, file: &FileHandle<R>) -> Result<InfoResponse, NtStatus> {
+        if file.core.state.lock().closing {
+            Err(STATUS_CANCELLED)
+        } else {
+            Ok(self.info())
         }
+    }
+
+    /// Validates a create's or set's schedule against the driver's minimum period and
+    /// clock (step 5 of the order in `docs/PROTOCOL.md`, before the output size is
+    /// checked). `<= DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_PARAMETER` for a schedule out of range.
+    pub fn prepare(&self, schedule: Schedule) -> Result<Prepared, NtStatus> {
+        Prepared::new(schedule, self.config.min_period_ms)
     }
 
     /// The get-info response. Any IRQL `<= DISPATCH_LEVEL`.
@@ -310,35 +307,32 @@ impl<R: IoRequest> Service<R> {
         }
     }
 
-    /// Create: allocate an id and a kernel timer, then arm it. `PASSIVE_LEVEL`.
-    fn create(
+    /// Create: allocate an id and a kernel timer, then arm it with `prepared` (the
+    /// request's schedule, from [`Service::prepare`]). `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The documented create statuses of step 7 (`docs/PROTOCOL.md`).
+    pub fn create(
         &self,
         file: &FileHandle<R>,
         request: &CreateRequest,
-        output: &mut [u8],
-    ) -> Completion {
-        let prepared = match Prepared::new(request.schedule, self.config.min_period_ms) {
-            Ok(prepared) => prepared,
-            Err(status) => return Completion::failed(status),
-        };
-        if output.len() < size_of::<CreateResponse>() {
-            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
-        }
+        prepared: &Prepared,
+    ) -> Result<CreateResponse, NtStatus> {
         let core = &file.core;
         let id = {
             let mut state = core.state.lock();
             if state.closing {
-                return Completion::failed(STATUS_CANCELLED);
+                return Err(STATUS_CANCELLED);
             }
             match state.table.allocate() {
                 Some(id) => id,
                 // Every slot holds a live timer: the caller's quota, freed by closing one.
                 None if state.table.live_count() >= state.table.capacity() => {
-                    return Completion::failed(STATUS_QUOTA_EXCEEDED);
+                    return Err(STATUS_QUOTA_EXCEEDED);
                 }
                 // Free slots remain but all are retired (their ids used up): closing timers
                 // does not help, so this is an exhausted resource, not a quota.
-                None => return Completion::failed(STATUS_INSUFFICIENT_RESOURCES),
+                None => return Err(STATUS_INSUFFICIENT_RESOURCES),
             }
         };
         let callback = Expiry {
@@ -359,7 +353,7 @@ impl<R: IoRequest> Service<R> {
         };
         let Ok(timer) = timer else {
             core.state.lock().table.release(id.slot);
-            return Completion::failed(STATUS_INSUFFICIENT_RESOURCES);
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
         };
         let entry = TimerEntry {
             timer,
@@ -382,7 +376,7 @@ impl<R: IoRequest> Service<R> {
             Some((Some(entry), STATUS_CANCELLED))
         } else if let Some(place) = state.place(id.slot) {
             // Armed under the lock, so the expiry path cannot see the entry before it is.
-            match place.insert(entry).arm(&prepared) {
+            match place.insert(entry).arm(prepared) {
                 Ok(_) => None,
                 Err(status) => Some((place.take(), status)),
             }
@@ -394,16 +388,13 @@ impl<R: IoRequest> Service<R> {
             drop(state);
             // Outside the lock, at PASSIVE_LEVEL: the timer is torn down synchronously.
             drop(entry);
-            return Completion::failed(status);
+            return Err(status);
         }
         drop(state);
-        respond(
-            &CreateResponse {
-                header: Header::of::<CreateResponse>(),
-                timer_id: id.to_raw(),
-            },
-            output,
-        )
+        Ok(CreateResponse {
+            header: Header::of::<CreateResponse>(),
+            timer_id: id.to_raw(),
+        })
     }
 
     /// Set: re-arm an existing timer. `PASSIVE_LEVEL`.
@@ -415,31 +406,24 @@ impl<R: IoRequest> Service<R> {
     /// reach the new one. If another request armed or cancelled the timer while this one
     /// waited (its arming generation moved), the stop and the wait are repeated, so the
     /// arming that wins is never exposed to a DPC queued before it.
-    fn set(
+    ///
+    /// # Errors
+    /// The documented set statuses of step 7 (`docs/PROTOCOL.md`).
+    pub fn set(
         &self,
         file: &FileHandle<R>,
         request: &SetRequest,
-        output: &mut [u8],
+        prepared: &Prepared,
         passive: &PassiveLevel,
-    ) -> Completion {
-        let prepared = match Prepared::new(request.schedule, self.config.min_period_ms) {
-            Ok(prepared) => prepared,
-            Err(status) => return Completion::failed(status),
-        };
-        if output.len() < size_of::<ArmResponse>() {
-            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
-        }
+    ) -> Result<ArmResponse, NtStatus> {
         let mut was_armed = None;
         loop {
             let generation = {
                 let mut state = file.core.state.lock();
-                let entry = match state.entry_mut(request.timer_id) {
-                    Ok(entry) => entry,
-                    Err(status) => return Completion::failed(status),
-                };
+                let entry = state.entry_mut(request.timer_id)?;
                 // Refused before the timer is stopped, so a refused request changes nothing.
-                if entry.refuses(&prepared) {
-                    return Completion::failed(STATUS_INVALID_PARAMETER);
+                if entry.refuses(prepared) {
+                    return Err(STATUS_INVALID_PARAMETER);
                 }
                 let stopped = entry.stop();
                 // What the caller is told: whether the timer was set when the request came.
@@ -450,83 +434,59 @@ impl<R: IoRequest> Service<R> {
             // dispatch (PASSIVE_LEVEL by contract) does not do.
             let _flushed = flush_queued_dpcs(passive);
             let mut state = file.core.state.lock();
-            let entry = match state.entry_mut(request.timer_id) {
-                Ok(entry) => entry,
-                Err(status) => return Completion::failed(status),
-            };
+            let entry = state.entry_mut(request.timer_id)?;
             if entry.arming_generation != generation {
                 continue;
             }
-            if let Err(status) = entry.arm(&prepared) {
-                return Completion::failed(status);
-            }
+            entry.arm(prepared)?;
             break;
         }
-        respond(&arm_response(was_armed.unwrap_or(false)), output)
+        Ok(arm_response(was_armed.unwrap_or(false)))
     }
 
-    /// Parks or completes a wait (see [`crate::ioctl`] for the claim protocol). Returns the
-    /// completion status or `STATUS_PENDING`. `<= DISPATCH_LEVEL`.
-    pub(crate) fn wait(
+    /// Cancel a timer. `<= DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// The id statuses, or `STATUS_CANCELLED` (handle closing).
+    pub fn cancel(
         &self,
         file: &FileHandle<R>,
-        wait: &WaitRequest,
-        mut request: R,
-    ) -> NtStatus {
-        let min_records = usize::try_from(wait.min_records).unwrap_or(usize::MAX);
-        let fitting = records_fitting(request.output().len());
-        let early = if min_records > self.config.event_ring_capacity {
-            Some(STATUS_INVALID_PARAMETER)
-        } else if fitting == 0 {
-            Some(STATUS_BUFFER_TOO_SMALL)
-        } else if min_records > fitting {
-            Some(STATUS_INVALID_PARAMETER)
-        } else {
-            None
-        };
-        if let Some(status) = early {
-            request.complete(status, 0);
-            return status;
-        }
+        request: &TimerRequest,
+    ) -> Result<ArmResponse, NtStatus> {
+        file.core.cancel_timer(request)
+    }
 
-        let key = request.key();
-        let mut state = file.core.state.lock();
-        if state.closing {
-            drop(state);
-            request.complete(STATUS_CANCELLED, 0);
-            return STATUS_CANCELLED;
-        }
-        if state.ring.len() >= min_records {
-            let completion = drain_into(&mut state.ring, request.output());
-            drop(state);
-            request.complete(completion.status, completion.information);
-            return completion.status;
-        }
-        if state.waits.is_full() {
-            drop(state);
-            request.complete(STATUS_QUOTA_EXCEEDED, 0);
-            return STATUS_QUOTA_EXCEEDED;
-        }
-        if !request.mark_cancelable() {
-            drop(state);
-            request.complete(STATUS_CANCELLED, 0);
-            return STATUS_CANCELLED;
-        }
-        match state.waits.push(Parked {
-            request,
-            key,
-            min_records,
-        }) {
-            Ok(()) => STATUS_PENDING,
-            Err(mut parked) => {
-                // Not reachable (fullness was checked under this lock); handled anyway.
-                drop(state);
-                if parked.request.claim() {
-                    parked.request.complete(STATUS_QUOTA_EXCEEDED, 0);
-                }
-                STATUS_QUOTA_EXCEEDED
-            }
-        }
+    /// Query a timer. `<= DISPATCH_LEVEL`.
+    ///
+    /// # Errors
+    /// The id statuses, or `STATUS_CANCELLED` (handle closing).
+    pub fn query(
+        &self,
+        file: &FileHandle<R>,
+        request: &TimerRequest,
+    ) -> Result<QueryResponse, NtStatus> {
+        file.core.query(request)
+    }
+
+    /// Close a timer: its id becomes stale, the kernel timer is torn down. `PASSIVE_LEVEL`.
+    ///
+    /// # Errors
+    /// The id statuses, or `STATUS_CANCELLED` (handle closing).
+    pub fn close_timer(
+        &self,
+        file: &FileHandle<R>,
+        request: &TimerRequest,
+    ) -> Result<(), NtStatus> {
+        file.core.close_timer(request)
+    }
+
+    /// A wait for `min_records` records (at least 1; the dispatcher has checked that they fit
+    /// the request's output and the ring): answered at once from the ring, refused, or parked
+    /// until the expiry path, the cancel path ([`Service::cancel_wait`]), cleanup or unload
+    /// completes it through its [`PendingWait`] port (the claim protocol: [`waits`]).
+    /// `<= DISPATCH_LEVEL`.
+    pub fn wait(&self, file: &FileHandle<R>, min_records: usize, request: R) -> Parking<R> {
+        waits::park(&file.core.locked(), request, min_records)
     }
 
     /// The front end's cancel routine for a pending wait (KMDF: `EvtRequestCancel`). Returns
@@ -534,10 +494,9 @@ impl<R: IoRequest> Service<R> {
     /// `None` means the service already removed it and its claim fails: the service drops
     /// its `R` uncompleted, and the front end completes the request with `STATUS_CANCELLED`
     /// once both sides have let go of it (the KMDF shell: its two-release hand-off; see
-    /// [`crate::ioctl`]). `<= DISPATCH_LEVEL`.
+    /// [`waits`]). `<= DISPATCH_LEVEL`.
     pub fn cancel_wait(&self, file: &FileHandle<R>, key: usize) -> Option<R> {
-        let parked = file.core.state.lock().waits.remove_key(key);
-        parked.map(|parked| parked.request)
+        waits::cancel(&file.core.locked(), key)
     }
 
     /// Handle cleanup (KMDF: `EvtFileCleanup`; `CloseHandle`): refuses further requests,
@@ -600,21 +559,7 @@ fn arm_response(was_armed: bool) -> ArmResponse {
     }
 }
 
-/// Moves as many records as fit from the ring into a wait response in `output`, with the
-/// overrun count (which is then reset). No allocation; any IRQL.
-fn drain_into(ring: &mut EventRing, output: &mut [u8]) -> Completion {
-    let overruns = ring.overruns();
-    let result = encode_wait_response(overruns, core::iter::from_fn(|| ring.pop()), output);
-    match result {
-        Ok((_, written)) => {
-            ring.take_overruns();
-            Completion::success(written)
-        }
-        Err(error) => Completion::failed(error.status()),
-    }
-}
-
-impl<R: IoRequest> HandleState<R> {
+impl<R: PendingWait> HandleState<R> {
     /// The place of a slot's timer, growing the table up to it if the slot is used for the
     /// first time. `None` past the reservation made at open: it never allocates. Any IRQL.
     fn place(&mut self, slot: u16) -> Option<&mut Option<TimerEntry<Expiry<R>>>> {
@@ -647,46 +592,25 @@ impl<R: IoRequest> HandleState<R> {
     }
 }
 
-impl<R: IoRequest> HandleCore<R> {
+impl<R: PendingWait> HandleCore<R> {
     /// Cancel: `<= DISPATCH_LEVEL`.
-    fn cancel_timer(&self, request: &TimerRequest, output: &mut [u8]) -> Completion {
-        if output.len() < size_of::<ArmResponse>() {
-            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
-        }
-        let was_armed = {
-            let mut state = self.state.lock();
-            match state.entry_mut(request.timer_id) {
-                Ok(entry) => entry.cancel(),
-                Err(status) => return Completion::failed(status),
-            }
-        };
-        respond(&arm_response(was_armed), output)
+    fn cancel_timer(&self, request: &TimerRequest) -> Result<ArmResponse, NtStatus> {
+        let was_armed = self.state.lock().entry_mut(request.timer_id)?.cancel();
+        Ok(arm_response(was_armed))
     }
 
     /// Query: `<= DISPATCH_LEVEL`.
-    fn query(&self, request: &TimerRequest, output: &mut [u8]) -> Completion {
-        if output.len() < size_of::<QueryResponse>() {
-            return Completion::failed(STATUS_BUFFER_TOO_SMALL);
-        }
-        let response = {
-            let mut state = self.state.lock();
-            match state.entry_mut(request.timer_id) {
-                Ok(entry) => entry.query(request.timer_id),
-                Err(status) => return Completion::failed(status),
-            }
-        };
-        respond(&response, output)
+    fn query(&self, request: &TimerRequest) -> Result<QueryResponse, NtStatus> {
+        let mut state = self.state.lock();
+        Ok(state.entry_mut(request.timer_id)?.query(request.timer_id))
     }
 
     /// Close a timer: its id becomes stale, the kernel timer is torn down. `PASSIVE_LEVEL`
     /// (the drop outside the lock waits for a running DPC and frees the storage).
-    fn close_timer(&self, request: &TimerRequest) -> Completion {
+    fn close_timer(&self, request: &TimerRequest) -> Result<(), NtStatus> {
         let entry = {
             let mut state = self.state.lock();
-            let slot = match state.live_slot(request.timer_id) {
-                Ok(slot) => slot,
-                Err(status) => return Completion::failed(status),
-            };
+            let slot = state.live_slot(request.timer_id)?;
             state.table.release(slot);
             state
                 .timers
@@ -694,7 +618,7 @@ impl<R: IoRequest> HandleCore<R> {
                 .and_then(Option::take)
         };
         drop(entry);
-        Completion::success(0)
+        Ok(())
     }
 
     /// The expiry path: a timer's DPC (`DISPATCH_LEVEL`). Counts the run, records it, and
@@ -748,30 +672,18 @@ impl<R: IoRequest> HandleCore<R> {
         }
     }
 
-    /// Completes, oldest first, every parked wait the ring's records satisfy: claim, fill,
-    /// complete (outside the lock). A wait whose claim fails belongs to its cancel routine and
-    /// takes no record. `DISPATCH_LEVEL`; no allocation.
+    /// Completes, oldest first, every parked wait the ring's records satisfy
+    /// ([`waits::complete_ready`]). `DISPATCH_LEVEL`; no allocation.
     fn complete_ready_waits(&self, irql: &DispatchLevel) {
-        loop {
-            let mut state = self.state.lock_at_dpc(irql);
-            let ready = state.ring.len();
-            if ready == 0 {
-                return;
-            }
-            let Some(mut parked) = state.waits.take_satisfied(ready) else {
-                return;
-            };
-            if !parked.request.claim() {
-                drop(state);
-                drop(parked);
-                continue;
-            }
-            let completion = drain_into(&mut state.ring, parked.request.output());
-            drop(state);
-            parked
-                .request
-                .complete(completion.status, completion.information);
-        }
+        waits::complete_ready(&AtDpc {
+            state: &self.state,
+            irql,
+        });
+    }
+
+    /// The handle's lock for the wait protocol, taken raising to `DISPATCH_LEVEL`.
+    fn locked(&self) -> Raising<'_, R> {
+        Raising { state: &self.state }
     }
 
     /// Cleanup: refuse new requests, destroy the timers, cancel the waits. `PASSIVE_LEVEL`.
@@ -793,19 +705,45 @@ impl<R: IoRequest> HandleCore<R> {
                 }
             }
         }
-        loop {
-            let parked = self.state.lock().waits.pop_oldest();
-            let Some(mut parked) = parked else { break };
-            // A failed claim means the cancel routine owns the request and completes it.
-            if parked.request.claim() {
-                parked.request.complete(STATUS_CANCELLED, 0);
-            }
-        }
+        waits::cancel_all(&self.locked());
         let _freed = reclaim_deferred(passive);
     }
 }
 
-impl<R: IoRequest> FileHandle<R> {
+/// The wait part of a handle's state, borrowed under its lock.
+fn wait_state<R: PendingWait>(state: &mut HandleState<R>) -> WaitState<'_, R> {
+    WaitState {
+        closing: state.closing,
+        ring: &mut state.ring,
+        waits: &mut state.waits,
+    }
+}
+
+/// A handle's lock for the wait protocol, acquired raising the IRQL (any IRQL
+/// `<= DISPATCH_LEVEL`).
+struct Raising<'a, R: PendingWait> {
+    state: &'a SpinLock<HandleState<R>>,
+}
+
+impl<R: PendingWait> WaitLock<R> for Raising<'_, R> {
+    fn with<T>(&self, f: impl FnOnce(WaitState<'_, R>) -> T) -> T {
+        f(wait_state(&mut self.state.lock()))
+    }
+}
+
+/// A handle's lock for the wait protocol, acquired at `DISPATCH_LEVEL` (the expiry path).
+struct AtDpc<'a, R: PendingWait> {
+    state: &'a SpinLock<HandleState<R>>,
+    irql: &'a DispatchLevel,
+}
+
+impl<R: PendingWait> WaitLock<R> for AtDpc<'_, R> {
+    fn with<T>(&self, f: impl FnOnce(WaitState<'_, R>) -> T) -> T {
+        f(wait_state(&mut self.state.lock_at_dpc(self.irql)))
+    }
+}
+
+impl<R: PendingWait> FileHandle<R> {
     /// The handle as one pointer-sized value for the front end's file-object context. The
     /// handle is kept alive until [`FileHandle::from_raw`] takes it back. Any IRQL.
     #[must_use]
@@ -873,7 +811,7 @@ impl<R: IoRequest> FileHandle<R> {
     }
 }
 
-impl<R: IoRequest> Clone for FileHandle<R> {
+impl<R: PendingWait> Clone for FileHandle<R> {
     fn clone(&self) -> Self {
         Self {
             core: PoolArc::clone(&self.core),

@@ -16,7 +16,7 @@ use ktimer_abi::{
     CreateRequest, Encode, Header, MODE_PERIODIC, Schedule, TIMER_TYPE_NOTIFICATION, WaitRequest,
 };
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, dispatch};
+use ktimer_service::dispatch::{CancelableRequest, IoRequest, Pended, cancel_wait, dispatch};
 use ktimer_service::{FileHandle, Service, ServiceConfig};
 
 type Log = Arc<Mutex<Vec<(usize, NtStatus)>>>;
@@ -38,6 +38,9 @@ impl IoRequest for Request {
     fn complete(self, status: NtStatus, _information: usize) {
         self.log.lock().unwrap().push((self.key, status));
     }
+}
+
+impl CancelableRequest for Request {
     fn key(&self) -> usize {
         self.key
     }
@@ -64,7 +67,8 @@ fn a_handle_round_trips_through_the_file_object_context() {
     });
     let entered = kernel.enter();
     let passive = PassiveLevel::current().unwrap();
-    let service: Service<Request> = Service::new(ServiceConfig::default(), &passive).unwrap();
+    let service: Service<Pended<Request>> =
+        Service::new(ServiceConfig::default(), &passive).unwrap();
     let log: Log = Arc::default();
     let request = |key: usize, input: Vec<u8>, output_len: usize| Request {
         key,
@@ -79,7 +83,7 @@ fn a_handle_round_trips_through_the_file_object_context() {
 
     // EvtIoDeviceControl: borrowed for the call, twice (a create and a wait that pends).
     // SAFETY: `context` came from `into_raw` above and is taken back only at the end.
-    let file = unsafe { FileHandle::<Request>::borrow_raw(context) };
+    let file = unsafe { FileHandle::<Pended<Request>>::borrow_raw(context) };
     let create = bytes(&CreateRequest {
         header: Header::of::<CreateRequest>(),
         timer_type: TIMER_TYPE_NOTIFICATION,
@@ -133,8 +137,8 @@ fn a_handle_round_trips_through_the_file_object_context() {
 
     // EvtRequestCancel: borrowed again, from the cancel routine.
     // SAFETY: as above.
-    let file = unsafe { FileHandle::<Request>::borrow_raw(context) };
-    let cancelled = service.cancel_wait(&file, 3).expect("still parked");
+    let file = unsafe { FileHandle::<Pended<Request>>::borrow_raw(context) };
+    let cancelled = cancel_wait(&service, &file, 3).expect("still parked");
     cancelled.complete(STATUS_CANCELLED, 0);
     assert_eq!(file.pending_waits(), 0);
     // EvtFileCleanup: borrowed once more.
@@ -143,7 +147,7 @@ fn a_handle_round_trips_through_the_file_object_context() {
 
     // EvtFileClose: taken back, exactly once; the service forgets it.
     // SAFETY: `context` came from `into_raw` and is not used after this.
-    let file = unsafe { FileHandle::<Request>::from_raw(context) };
+    let file = unsafe { FileHandle::<Pended<Request>>::from_raw(context) };
     service.close(file, &passive);
     assert_eq!(service.open_handle_count(), 0);
     service.unload(&passive);

@@ -1,18 +1,24 @@
-//! A loom model of the service's pending-wait state machine: a wait parked or completed at
+//! A loom model of the service's pending-wait protocol: a wait parked or answered at
 //! submission, completed by the expiry path, cancelled by the I/O system (`CancelIoEx`), and
 //! cancelled by handle close, in every interleaving.
 //!
 //! What is real and what is modelled:
-//! - real: the per-handle [`WaitList`] and [`EventRing`] (the data structures the service
-//!   keeps under the handle's lock), the ABI's wait-response encoder, and the
-//!   [`IoRequest`] contract (`mark_cancelable`/`claim`/`complete`/`key`);
-//! - transcribed, step for step: `Service::wait` (after its argument checks),
-//!   `HandleCore::on_expiry` + `complete_ready_waits` (one record per run),
-//!   `Service::cancel_wait`, the waits part of `HandleCore::tear_down`, and the front end's
-//!   cancel routine (modelled on KMDF's `WdfRequestMarkCancelableEx` /
-//!   `WdfRequestUnmarkCancelable` contract). The handle's spin lock is a loom `Mutex`; the
-//!   request's cancel state is a loom atomic. Keep these in step with `driver/service/src`
-//!   and `driver/kmdf/src/request.rs` when the protocol changes.
+//! - real, the code the driver runs: the wait protocol of `ktimer_service::waits`
+//!   ([`waits::park`] = `Service::wait`, [`waits::complete_ready`] = the expiry path's
+//!   `complete_ready_waits`, [`waits::cancel`] = `Service::cancel_wait`,
+//!   [`waits::cancel_all`] = the waits part of cleanup), the [`WaitList`] and [`EventRing`]
+//!   it works on, and the dispatcher's [`Pended`] port (filling records with the ABI's
+//!   wait-response encoder, completing through [`IoRequest::complete`]);
+//! - modelled: the handle's spin lock is a loom `Mutex` behind the same [`WaitLock`] trait
+//!   the service implements over its `SpinLock` (mutual exclusion is what the protocol relies
+//!   on; the IRQL the spin lock raises is not modelled); the request and the I/O manager's
+//!   cancel state (a loom atomic, on KMDF's `WdfRequestMarkCancelableEx` /
+//!   `WdfRequestUnmarkCancelable` contract) and the front end's cancel routine with its
+//!   two-release hand-off (`ktimer-kmdf`'s `request` module); and, transcribed, the two
+//!   non-wait lines around the protocol: the expiry path's push of one record under the lock
+//!   (`HandleCore::on_expiry`) and cleanup's `closing = true` + ring clear
+//!   (`HandleCore::tear_down`). The dispatcher's argument checks before `park` are not
+//!   modelled (the scenarios only submit valid waits).
 //!
 //! Checked in every interleaving:
 //! - every wait request is completed exactly once (never twice, never left pending);
@@ -28,18 +34,17 @@
 //!
 //! Run (about 10 s after the build; a separate target dir so the `--cfg loom` build does not
 //! invalidate the normal one):
-//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p ktimer --release --test loom_waits`
+//! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p ktimer-service --release --test loom_waits loom`
 #![cfg(loom)]
 
 use std::collections::HashSet;
-use std::iter;
 
 use ktimer_abi::ExpiryRecord;
-use ktimer_abi::codec::{WaitBatch, encode_wait_response, wait_response_len};
+use ktimer_abi::codec::{WaitBatch, wait_response_len};
 use ktimer_abi::status::{NtStatus, STATUS_CANCELLED, STATUS_PENDING, STATUS_SUCCESS};
-use ktimer_service::dispatch::IoRequest;
+use ktimer_service::dispatch::{CancelableRequest, IoRequest, Pended};
 use ktimer_service::ring::EventRing;
-use ktimer_service::waits::{Parked, WaitList};
+use ktimer_service::waits::{self, Parking, PendingWait, WaitList, WaitLock, WaitState};
 use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
@@ -80,7 +85,7 @@ impl Slot {
     }
 }
 
-/// The driver's view of the request.
+/// The front end's request, as the dispatcher sees it.
 struct ModelRequest {
     output: Vec<u8>,
     slot: Arc<Slot>,
@@ -108,7 +113,9 @@ impl IoRequest for ModelRequest {
         self.output.truncate(information);
         self.slot.finish(status, std::mem::take(&mut self.output));
     }
+}
 
+impl CancelableRequest for ModelRequest {
     fn key(&self) -> usize {
         self.slot.key
     }
@@ -128,18 +135,35 @@ impl IoRequest for ModelRequest {
     }
 }
 
-/// The handle's spin-locked state (the wait-related part of `HandleState`).
+/// What the service holds for a wait.
+type Wait = Pended<ModelRequest>;
+
+/// The handle's locked state (the wait-related part of `HandleState`), with the model's
+/// bookkeeping.
 struct State {
     closing: bool,
     ring: EventRing,
-    waits: WaitList<ModelRequest>,
-    /// Records pushed by expiry runs, and records discarded by close (model bookkeeping).
+    waits: WaitList<Wait>,
+    /// Records pushed by expiry runs, and records discarded by close.
     pushed: usize,
     discarded: usize,
 }
 
 struct Handle {
     state: Mutex<State>,
+}
+
+/// The handle's lock, as the service's `Raising`/`AtDpc` adapters give it to the protocol.
+impl WaitLock<Wait> for Handle {
+    fn with<T>(&self, f: impl FnOnce(WaitState<'_, Wait>) -> T) -> T {
+        let mut guard = self.state.lock().unwrap();
+        let state = &mut *guard;
+        f(WaitState {
+            closing: state.closing,
+            ring: &mut state.ring,
+            waits: &mut state.waits,
+        })
+    }
 }
 
 impl Handle {
@@ -155,40 +179,20 @@ impl Handle {
         })
     }
 
-    /// `Service::wait`, after its argument checks.
-    fn submit_wait(&self, mut request: ModelRequest, min_records: usize) -> NtStatus {
-        let key = request.key();
-        let mut state = self.state.lock().unwrap();
-        if state.closing {
-            drop(state);
-            request.complete(STATUS_CANCELLED, 0);
-            return STATUS_CANCELLED;
+    /// The dispatcher's wait path after its argument checks: the real `park`, then the
+    /// completion of an immediate answer.
+    fn submit_wait(&self, request: ModelRequest, min_records: usize) -> NtStatus {
+        match waits::park(self, Pended::new(request), min_records) {
+            Parking::Answered(wait, result) => {
+                wait.complete(result);
+                result.map_or_else(|status| status, |_| STATUS_SUCCESS)
+            }
+            Parking::Parked => STATUS_PENDING,
         }
-        if state.ring.len() >= min_records {
-            let (status, written) = drain_into(&mut state.ring, request.output());
-            drop(state);
-            request.complete(status, written);
-            return status;
-        }
-        assert!(
-            !state.waits.is_full(),
-            "the scenarios stay within the limit"
-        );
-        if !request.mark_cancelable() {
-            drop(state);
-            request.complete(STATUS_CANCELLED, 0);
-            return STATUS_CANCELLED;
-        }
-        let parked = state.waits.push(Parked {
-            request,
-            key,
-            min_records,
-        });
-        assert!(parked.is_ok());
-        STATUS_PENDING
     }
 
-    /// `HandleCore::on_expiry` (the record part) then `complete_ready_waits`.
+    /// `HandleCore::on_expiry`: one record pushed under the lock (transcribed), then the
+    /// real `complete_ready` if waits are parked.
     fn expire(&self, sequence: u64) {
         let waiters = {
             let mut state = self.state.lock().unwrap();
@@ -204,36 +208,13 @@ impl Handle {
             state.pushed += 1;
             !state.waits.is_empty()
         };
-        if !waiters {
-            return;
-        }
-        loop {
-            let mut state = self.state.lock().unwrap();
-            let ready = state.ring.len();
-            if ready == 0 {
-                return;
-            }
-            let Some(mut parked) = state.waits.take_satisfied(ready) else {
-                return;
-            };
-            if !parked.request.claim() {
-                drop(state);
-                drop(parked);
-                continue;
-            }
-            let (status, written) = drain_into(&mut state.ring, parked.request.output());
-            drop(state);
-            parked.request.complete(status, written);
+        if waiters {
+            waits::complete_ready(self);
         }
     }
 
-    /// `Service::cancel_wait`.
-    fn cancel_wait(&self, key: usize) -> Option<ModelRequest> {
-        let parked = self.state.lock().unwrap().waits.remove_key(key);
-        parked.map(|parked| parked.request)
-    }
-
-    /// `HandleCore::tear_down`, its waits part (the timers part is the kernel layer's model).
+    /// `HandleCore::tear_down`: `closing` and the ring clear (transcribed), then the real
+    /// `cancel_all` (the timers part is the kernel layer's loom model).
     fn close(&self) {
         {
             let mut state = self.state.lock().unwrap();
@@ -241,16 +222,11 @@ impl Handle {
             state.discarded += state.ring.len();
             state.ring.clear();
         }
-        loop {
-            let parked = self.state.lock().unwrap().waits.pop_oldest();
-            let Some(mut parked) = parked else { break };
-            if parked.request.claim() {
-                parked.request.complete(STATUS_CANCELLED, 0);
-            }
-        }
+        waits::cancel_all(self);
     }
 
-    /// `CancelIoEx` on the request and its cancel routine.
+    /// `CancelIoEx` on the request and the front end's cancel routine, which calls the
+    /// real `cancel` (`Service::cancel_wait`).
     fn cancel_io(&self, slot: &Arc<Slot>) {
         loop {
             let state = slot.state.load(Ordering::Acquire);
@@ -267,7 +243,7 @@ impl Handle {
                 continue;
             }
             if next == CANCEL_OWNED {
-                match self.cancel_wait(slot.key) {
+                match waits::cancel(self, slot.key).map(Pended::into_request) {
                     Some(request) => request.complete(STATUS_CANCELLED, 0),
                     // The service removed it and lost the claim: the routine completes it.
                     None => slot.finish(STATUS_CANCELLED, Vec::new()),
@@ -275,18 +251,6 @@ impl Handle {
             }
             return;
         }
-    }
-}
-
-/// The service's `drain_into`: as many records as fit, with the overrun count.
-fn drain_into(ring: &mut EventRing, output: &mut [u8]) -> (NtStatus, usize) {
-    let overruns = ring.overruns();
-    match encode_wait_response(overruns, iter::from_fn(|| ring.pop()), output) {
-        Ok((_, written)) => {
-            ring.take_overruns();
-            (STATUS_SUCCESS, written)
-        }
-        Err(error) => (error.status(), 0),
     }
 }
 

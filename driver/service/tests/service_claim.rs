@@ -15,7 +15,7 @@ use ktimer_abi::{
     CreateRequest, Encode, Header, MODE_ONE_SHOT, Schedule, TIMER_TYPE_NOTIFICATION, WaitRequest,
 };
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, dispatch};
+use ktimer_service::dispatch::{CancelableRequest, IoRequest, Pended, cancel_wait, dispatch};
 use ktimer_service::{FileHandle, Service, ServiceConfig};
 
 /// What happened to the scripted requests: (key, status, output) per completion.
@@ -46,6 +46,9 @@ impl IoRequest for Scripted {
             .unwrap()
             .push((self.key, status, std::mem::take(&mut self.output)));
     }
+}
+
+impl CancelableRequest for Scripted {
     fn key(&self) -> usize {
         self.key
     }
@@ -59,8 +62,8 @@ impl IoRequest for Scripted {
 
 struct Bench {
     kernel: Kernel,
-    service: Service<Scripted>,
-    file: FileHandle<Scripted>,
+    service: Service<Pended<Scripted>>,
+    file: FileHandle<Pended<Scripted>>,
     log: Log,
 }
 
@@ -151,7 +154,7 @@ impl Bench {
 
     fn cancel_wait(&self, key: usize) -> Option<Scripted> {
         let _entered = self.kernel.enter();
-        self.service.cancel_wait(&self.file, key)
+        cancel_wait(&self.service, &self.file, key)
     }
 
     fn finish(self) {

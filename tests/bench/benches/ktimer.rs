@@ -53,7 +53,7 @@ use ktimer_abi::{
     TimerRequest, WaitRequest,
 };
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, dispatch};
+use ktimer_service::dispatch::{CancelableRequest, IoRequest, Pended, dispatch};
 use ktimer_service::{Service, ServiceConfig};
 
 /// Heap allocations made while a simulated processor runs a DPC routine.
@@ -761,7 +761,9 @@ impl IoRequest for DirectRequest {
     fn complete(self, status: NtStatus, information: usize) {
         COMPLETED.with(|cell| *cell.borrow_mut() = (status, information, self.output));
     }
+}
 
+impl CancelableRequest for DirectRequest {
     fn key(&self) -> usize {
         0
     }
@@ -798,7 +800,7 @@ fn dispatch_cost() {
     let kernel = kernel();
     let _entered = kernel.enter();
     let passive = PassiveLevel::current().expect("a bound thread is at PASSIVE_LEVEL");
-    let service: Service<DirectRequest> =
+    let service: Service<Pended<DirectRequest>> =
         Service::new(ServiceConfig::default(), &passive).expect("loads");
     let file = service.open(&passive).expect("opens");
     let create = encode(&periodic_1ms());

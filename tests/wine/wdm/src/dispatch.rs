@@ -10,7 +10,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use ktimer_abi::status::{STATUS_PENDING, STATUS_SUCCESS};
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch;
+use ktimer_service::dispatch::{self, Pended};
 use ktimer_service::{FileHandle, Service};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 use windows_sys::Win32::Foundation::{NTSTATUS, STATUS_INVALID_DEVICE_STATE};
@@ -24,15 +24,15 @@ const METHOD_BUFFERED: u32 = 0x0;
 
 /// The service behind the device, installed by `DriverEntry` before the device exists and
 /// taken back by unload after it is gone.
-static SERVICE: AtomicPtr<Service<WdmRequest>> = AtomicPtr::new(null_mut());
+static SERVICE: AtomicPtr<Service<Pended<WdmRequest>>> = AtomicPtr::new(null_mut());
 
 /// Installs the service (`DriverEntry`). `PASSIVE_LEVEL`.
-pub fn install(service: Box<Service<WdmRequest>>) {
+pub fn install(service: Box<Service<Pended<WdmRequest>>>) {
     SERVICE.store(Box::into_raw(service), Ordering::Release);
 }
 
 /// Takes the service back (unload, after the device is deleted). `PASSIVE_LEVEL`.
-pub fn uninstall() -> Option<Box<Service<WdmRequest>>> {
+pub fn uninstall() -> Option<Box<Service<Pended<WdmRequest>>>> {
     let service = SERVICE.swap(null_mut(), Ordering::AcqRel);
     // SAFETY: a non-null pointer here came from `Box::into_raw` in `install`, and the swap
     // makes this the only taker.
@@ -41,7 +41,7 @@ pub fn uninstall() -> Option<Box<Service<WdmRequest>>> {
 
 /// The installed service. Lives from `DriverEntry` to unload, which the I/O manager orders
 /// after every IRP of the device. Any IRQL.
-fn service() -> Option<&'static Service<WdmRequest>> {
+fn service() -> Option<&'static Service<Pended<WdmRequest>>> {
     let service = SERVICE.load(Ordering::Acquire);
     // SAFETY: installed from a Box that unload frees only after the last IRP (see above).
     unsafe { service.as_ref() }
@@ -84,7 +84,7 @@ pub unsafe extern "system" fn create(_device: *const DEVICE_OBJECT, request: *mu
 /// `request` is a live IRP on a file object that create opened and close has not closed.
 unsafe fn borrowed_handle(
     request: &IRP,
-) -> Option<core::mem::ManuallyDrop<FileHandle<WdmRequest>>> {
+) -> Option<core::mem::ManuallyDrop<FileHandle<Pended<WdmRequest>>>> {
     // SAFETY: the caller's contract.
     let context = unsafe { irp::file_context(request) };
     // SAFETY: the context was written at create.
@@ -186,5 +186,5 @@ pub unsafe fn cancel_wait(request: NonNull<IRP>, key: usize) -> Option<WdmReques
     let fields = unsafe { request.as_ref() };
     // SAFETY: the caller's contract.
     let file = unsafe { borrowed_handle(fields) }?;
-    service.cancel_wait(&file, key)
+    dispatch::cancel_wait(service, &file, key)
 }

@@ -7,6 +7,7 @@ use core::ptr::null_mut;
 
 use ktimer_abi::device::{DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16};
 use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::Pended;
 use ktimer_service::{Service, ServiceConfig};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, DRIVER_OBJECT};
 use windows_sys::Wdk::System::SystemServices::{
@@ -74,7 +75,7 @@ fn start_service_and_device(driver: *mut DRIVER_OBJECT) -> NTSTATUS {
     let Some(passive) = PassiveLevel::current() else {
         return STATUS_INVALID_DEVICE_STATE;
     };
-    let service = match Service::<WdmRequest>::new(ServiceConfig::default(), &passive) {
+    let service = match Service::<Pended<WdmRequest>>::new(ServiceConfig::default(), &passive) {
         Ok(service) => service,
         Err(status) => return status,
     };

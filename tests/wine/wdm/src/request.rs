@@ -1,5 +1,6 @@
 //! [`WdmRequest`]: an `IRP_MJ_DEVICE_CONTROL` IRP as the timer service's
 //! [`IoRequest`](ktimer_service::dispatch::IoRequest), with the WDM cancel protocol behind
+//! [`CancelableRequest`](ktimer_service::dispatch::CancelableRequest)'s
 //! `mark_cancelable`/`claim` (the service's claim protocol, `ktimer_service::dispatch`, maps onto
 //! `IoSetCancelRoutine` exactly as it maps onto KMDF's `WdfRequestMarkCancelableEx` /
 //! `WdfRequestUnmarkCancelable`).
@@ -7,7 +8,7 @@
 use core::ptr::NonNull;
 
 use ktimer_abi::status::{NtStatus, STATUS_CANCELLED};
-use ktimer_service::dispatch::IoRequest;
+use ktimer_service::dispatch::{CancelableRequest, IoRequest};
 use windows_sys::Wdk::Foundation::{DEVICE_OBJECT, IRP};
 
 use crate::irp;
@@ -73,7 +74,9 @@ impl IoRequest for WdmRequest {
         // SAFETY: we own the live IRP; `self` is consumed, so it is completed once.
         unsafe { irp::complete(self.irp.as_ptr(), status, information) };
     }
+}
 
+impl CancelableRequest for WdmRequest {
     fn key(&self) -> usize {
         self.irp.as_ptr().addr()
     }

@@ -1,0 +1,141 @@
+//! The default I/O queue: its creation (parallel, not power-managed, device-control only),
+//! `EvtIoDeviceControl`, which wraps each request and hands it to the dispatcher, and
+//! `EvtRequestCancel`, the cancel routine handed to every [`Request`] it makes.
+
+use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
+
+use crate::contexts;
+use crate::request::{self, Request};
+use crate::sys::{
+    _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, NTSTATUS, STATUS_CANCELLED,
+    STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_HANDLE, ULONG, WDF_IO_QUEUE_CONFIG, WDF_NO_HANDLE,
+    WDF_NO_OBJECT_ATTRIBUTES, WDFDEVICE, WDFQUEUE, WDFREQUEST, call_unsafe_wdf_function_binding,
+};
+use crate::wdf::{check, ulong_size_of};
+use ktimer_kernel::irql::PassiveLevel;
+use ktimer_service::dispatch::{IoRequest, cancel_wait, dispatch};
+
+const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
+
+/// The default queue: parallel (a pending wait must not hold up other requests), not
+/// power-managed (a software device; a power-managed queue would make a system sleep wait
+/// for the pending waits the driver holds), `EvtIoDeviceControl` only. Its execution
+/// level is the device's (`PASSIVE_LEVEL`). `PASSIVE_LEVEL`.
+pub(crate) fn create_default_queue(device: WDFDEVICE) -> Result<(), NTSTATUS> {
+    let mut config = WDF_IO_QUEUE_CONFIG {
+        Size: WDF_IO_QUEUE_CONFIG_SIZE,
+        DispatchType: _WDF_IO_QUEUE_DISPATCH_TYPE::WdfIoQueueDispatchParallel,
+        PowerManaged: _WDF_TRI_STATE::WdfFalse,
+        DefaultQueue: u8::from(true),
+        EvtIoDeviceControl: Some(evt_io_device_control),
+        ..WDF_IO_QUEUE_CONFIG::default()
+    };
+    // `Settings` is a union whose only member, `Parallel`, is a structure whose only field
+    // is the ULONG `NumberOfPresentedRequests` (wdfio.h): the union starts with that ULONG.
+    // ULONG::MAX is the header's `(ULONG)-1`, "no limit", which WDF_IO_QUEUE_CONFIG_INIT
+    // sets for a parallel queue.
+    let presented = (&raw mut config.Settings).cast::<ULONG>();
+    // SAFETY: `presented` points to the first ULONG of `config.Settings` (see above): in
+    // bounds, aligned (the union contains that ULONG) and writable (a local).
+    unsafe { presented.write(ULONG::MAX) };
+
+    let mut queue: WDFQUEUE = WDF_NO_HANDLE.cast();
+    // SAFETY: `device` is a valid device handle (created by our caller); `config` is
+    // initialised and live; the queue needs no attributes of its own; `queue` receives
+    // the handle.
+    let status = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfIoQueueCreate,
+            device,
+            &raw mut config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &raw mut queue,
+        )
+    };
+    check(status, "WdfIoQueueCreate")
+}
+
+/// `EvtIoDeviceControl`: hands the request to the dispatcher, which completes
+/// it or parks it (a wait). `PASSIVE_LEVEL` (the queue inherits the device's
+/// `WdfExecutionLevelPassive`).
+///
+/// # Safety
+///
+/// Called by the framework with the default queue and a request the driver now owns.
+unsafe extern "C" fn evt_io_device_control(
+    queue: WDFQUEUE,
+    request: WDFREQUEST,
+    output_buffer_length: usize,
+    input_buffer_length: usize,
+    io_control_code: ULONG,
+) {
+    let Some(passive) = PassiveLevel::current() else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { request::complete(request, STATUS_INVALID_DEVICE_STATE) };
+        return;
+    };
+    // SAFETY: `queue` is the framework's, valid for this callback.
+    let device = unsafe { call_unsafe_wdf_function_binding!(WdfIoQueueGetDevice, queue) };
+    // SAFETY: the queue's device is live for this callback, which its cleanup does not
+    // overlap.
+    let Some(service) = (unsafe { contexts::service(device) }) else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { request::complete(request, STATUS_INVALID_DEVICE_STATE) };
+        return;
+    };
+    // SAFETY: `request` is valid for this callback (our contract).
+    let file_object =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // SAFETY: a request's file object outlives it, and its close cannot run while one of
+    // its requests is being dispatched.
+    let Some(handle) = (unsafe { contexts::handle(file_object) }) else {
+        // SAFETY: the driver owns `request` (our contract).
+        unsafe { request::complete(request, STATUS_INVALID_HANDLE) };
+        return;
+    };
+    // Every ktimer code is METHOD_BUFFERED. Any other code gets no buffers at all (nothing
+    // maps a direct-I/O MDL or touches a METHOD_NEITHER user address); dispatch rejects it.
+    let (input_length, output_length) = if method_of(io_control_code) == METHOD_BUFFERED {
+        (input_buffer_length, output_buffer_length)
+    } else {
+        (0, 0)
+    };
+    // SAFETY: the driver owns `request`, uncompleted, with buffers of at least these lengths
+    // (our contract); the `Request` takes that ownership over.
+    let request = unsafe { Request::new(request, input_length, output_length, evt_request_cancel) };
+    // Completed, or parked as a pending wait (STATUS_PENDING): either way the service has
+    // the request now, and bad input has already been answered with its documented status.
+    let _status = dispatch(service, &handle, io_control_code, request, &passive);
+}
+
+/// `EvtRequestCancel` of a pending wait: takes it back from the service and completes it
+/// with `STATUS_CANCELLED`, or, if the service already took it out of its list, does this
+/// side's half of the hand-off (module documentation). `<= DISPATCH_LEVEL`.
+///
+/// # Safety
+///
+/// Called by the framework, once, for a request marked cancelable by a [`Request`] made in [`evt_io_device_control`] and
+/// cancelled since; the request is uncompleted.
+unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
+    // SAFETY: `request` is valid until completed (our contract).
+    let file_object =
+        unsafe { call_unsafe_wdf_function_binding!(WdfRequestGetFileObject, request) };
+    // SAFETY: the request's file object outlives it; its close waits for this request.
+    let handle = unsafe { contexts::handle(file_object) };
+    // SAFETY: as above, and the device outlives its file objects' requests.
+    let service = unsafe { contexts::service_of(file_object) };
+    let (Some(handle), Some(service)) = (handle, service) else {
+        // No handle or no service: nothing could have parked this request, so nothing
+        // else will complete it.
+        // SAFETY: the cancel routine owns the request (our contract).
+        unsafe { request::complete(request, STATUS_CANCELLED) };
+        return;
+    };
+    match cancel_wait(service, &handle, request.addr()) {
+        // Still parked: ours alone now.
+        Some(parked) => parked.complete(STATUS_CANCELLED, 0),
+        // SAFETY: the service took it out of its list and loses its claim (the request is
+        // cancelled): this is the cancel routine's release.
+        None => unsafe { request::release_by_cancel_routine(request) },
+    }
+}
