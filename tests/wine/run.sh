@@ -5,7 +5,8 @@
 # against it through CreateFileW/DeviceIoControl, then stops and unloads the driver.
 #
 # Usage: bash tests/wine/run.sh [--keep-prefix] [--no-skip] [-- <extra ktimer-test arguments>]
-#   --no-skip  also run the scenarios that cannot hold under Wine 8.0 (to re-check them)
+#   --no-skip  also run the scenarios that declare they cannot hold under Wine (to re-check
+#              them; without it ktimer-test skips them with their reasons: --skip-known=wine)
 #   KTIMER_WINE_LATENESS_TOLERANCE_MS=N  host allowance for lateness (default 100; see below)
 #
 # Exit status 0 only if the driver started, every scenario the app ran either passed or was
@@ -42,7 +43,7 @@ while (($#)); do
     --keep-prefix) keep_prefix=1 ;;
     --no-skip) apply_skips=0 ;;
     --) shift; app_arguments=("$@"); break ;;
-    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -147,14 +148,10 @@ wine sc create "$SERVICE" type= kernel start= demand \
 wineserver -w
 
 # --- 4. one Wine session: start the driver, run the app, stop the driver ----------------------
-# The scenarios that cannot hold under Wine 8.0, and why (measured; docs/WINE.md). ktimer-test
-# reports them as SKIP with the reason: never run, never counted as passed.
-skips=(
-    "high-resolution=Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer fails (STATUS_INSUFFICIENT_RESOURCES at create)"
-    "coalescable=Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms KeSetTimerEx without the tolerance, so no coalescable timer would be tested"
-    "re-arm=Wine's KeSetTimerEx/KeCancelTimer report an expired one-shot timer as still set (Wine never clears KTIMER.Header.Inserted on expiry), so was_armed differs from Windows"
-    "concurrent-1000=1,000 simultaneous expirations reach the driver through Wine's thread pool and run one at a time on the binding's DPC dispatcher, each completed wait a wineserver round trip: the last run 7-107 ms after their due time in runs here, beyond even the 100 ms host allowance under load (every timer still fired exactly once)"
-)
+# The scenarios that cannot hold under Wine 8.0 say so themselves, with the reason
+# (measured; `limitations` in tests/ktimer-test/src/scenario/scenarios.rs, docs/WINE.md):
+# --skip-known=wine makes ktimer-test report them as SKIP with that reason: never run, never
+# counted as passed.
 # Wine ends services.exe and the driver host (winedevice.exe) when the session's last user
 # process exits, so all three happen in one cmd.exe session. Markers let us tell them apart.
 # --warm-up: the first timer after the driver starts came 34-119 ms late in runs here, the
@@ -162,9 +159,7 @@ skips=(
 # first worker then; not isolated: docs/WINE.md). The app arms one timer first, checks its
 # record, and reports its lateness without judging it.
 app_command="C:\\ktimer\\ktimer-test.exe --warm-up --lateness-tolerance-ms=$LATENESS_TOLERANCE_MS"
-if ((apply_skips)); then
-    for skip in "${skips[@]}"; do app_command+=" \"--skip=$skip\""; done
-fi
+if ((apply_skips)); then app_command+=" --skip-known=wine"; fi
 for argument in "${app_arguments[@]}"; do app_command+=" $argument"; done
 printf '%s\r\n' \
     '@echo off' \

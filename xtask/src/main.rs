@@ -1,31 +1,38 @@
 //! Project commands, run as `cargo xtask <command>` (alias in `.cargo/config.toml`).
 //!
-//! `cargo xtask derive --name <name> --out <dir>` makes a new driver project from this one:
-//! a copy of the repository (without `target/` and `.git/`) in which the template's own names
-//! are replaced — package and crate names, the device, symbolic-link and hardware-ID names,
-//! the INX (file name, sections, service, strings), the device interface GUID (a new one),
-//! the pool tags and the IOCTL device type — so that the new driver can be installed next to
-//! this one. The derivation is driven by an explicit list of the template's identifiers
+//! `cargo xtask derive --name <name> --description <text> --out <dir>` makes a new driver
+//! project from this one: a copy of the repository (without `target/` and `.git/`) in which
+//! the template's own names are replaced — package and crate names, the device,
+//! symbolic-link and hardware-ID names, the INX (file name, sections, service, strings), the
+//! device interface GUID (a new one), the pool tags and the IOCTL device type — so that the
+//! new driver can be installed next to this one, and in which the new driver's one-line
+//! description replaces the template's (README title, every package's `description`, the
+//! INX header). The derivation is driven by an explicit list of the template's identifiers
 //! ([`Template`]). It refuses to run, and writes nothing, when an identifier is missing where
 //! it is expected (the template changed under the list) or when an old name would survive in
-//! the copy; it refuses an output directory that exists.
+//! the copy, in any letter case; it refuses an output directory that exists.
 
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{SystemTime, UNIX_EPOCH};
 use std::{env, fs};
 
 const USAGE: &str = "\
-usage: cargo xtask derive --name <name> --out <dir> [options]
+usage: cargo xtask derive --name <name> --description <text> --out <dir> [options]
 
 Copies this driver project to <dir> (which must not exist) under new names.
 
   --name <name>              package, crate, .sys, service and INX name: lower-case letters
                              and digits, starting with a letter (e.g. tickdrv)
+  --description <text>       what the new driver does, one line (e.g. \"Counts ticks for user
+                             mode\"): the README title, every package's description and the
+                             INX header; asked for when left out on a terminal, required
+                             otherwise
   --out <dir>                where the new project goes; refused if it exists
   --display-name <Name>      device, symbolic-link and hardware-ID name
                              (default: <name> with a capital first letter)
@@ -51,6 +58,11 @@ struct Template {
     /// Identifiers that contain the upper-case name but belong to the kernel (Windows'
     /// timer object), never renamed.
     kernel_names: &'static [&'static str],
+    /// The README, whose first line (`# <name> — <description>`) gets the new description.
+    readme: &'static str,
+    /// The `.sys` package's manifest: its `description` is the project's one-line
+    /// description, replaced by the new one (every other package's keeps its role after it).
+    main_manifest: &'static str,
 }
 
 const TEMPLATE: Template = Template {
@@ -60,6 +72,8 @@ const TEMPLATE: Template = Template {
     device_type: "0x8A7E",
     pool_tags: &["KTsv", "KTwf"],
     kernel_names: &["KTIMER", "PKTIMER", "PRKTIMER", "_KTIMER", "KTIMERs"],
+    readme: "README.md",
+    main_manifest: "driver/Cargo.toml",
 };
 
 /// One replacement, and the files (relative, `/`-separated) where its old text must occur.
@@ -78,6 +92,8 @@ struct Identity {
     pool_tag_prefix: String,
     device_type: u16,
     interface_guid: u128,
+    /// What the driver does, one line.
+    description: String,
 }
 
 fn main() -> ExitCode {
@@ -106,7 +122,7 @@ fn run(args: &[OsString]) -> Result<(), String> {
                 print!("{USAGE}");
                 return Ok(());
             }
-            let (identity, out) = parse_derive(rest)?;
+            let (identity, out) = parse_derive(rest, std::io::stdin().is_terminal(), ask)?;
             let source = template_root()?;
             derive(&source, &out, &identity)?;
             after_derive(&out);
@@ -131,8 +147,15 @@ fn template_root() -> Result<PathBuf, String> {
     fs::canonicalize(root).map_err(|error| format!("{}: {error}", root.display()))
 }
 
-fn parse_derive(args: &[String]) -> Result<(Identity, PathBuf), String> {
+/// Parses `derive`'s options. A missing `--description` is asked for with `ask` when stdin
+/// is a `terminal`.
+fn parse_derive(
+    args: &[String],
+    terminal: bool,
+    ask: impl FnOnce() -> Result<String, String>,
+) -> Result<(Identity, PathBuf), String> {
     let mut name = None;
+    let mut description = None;
     let mut out = None;
     let mut display = None;
     let mut pool_tag_prefix = None;
@@ -142,6 +165,7 @@ fn parse_derive(args: &[String]) -> Result<(Identity, PathBuf), String> {
     while let Some(flag) = rest.next() {
         let slot = match flag.as_str() {
             "--name" => &mut name,
+            "--description" => &mut description,
             "--out" => &mut out,
             "--display-name" => &mut display,
             "--pool-tag-prefix" => &mut pool_tag_prefix,
@@ -154,14 +178,61 @@ fn parse_derive(args: &[String]) -> Result<(Identity, PathBuf), String> {
     }
     let name = name.ok_or_else(|| format!("--name is required\n\n{USAGE}"))?;
     let out = out.ok_or_else(|| format!("--out is required\n\n{USAGE}"))?;
-    let identity = identity(
+    let mut identity = identity(
         name,
         display,
         pool_tag_prefix,
         device_type.as_deref(),
         interface_guid.as_deref(),
     )?;
+    // Asked for last, once everything else is known to be valid.
+    let description = match description {
+        Some(text) => text,
+        None if terminal => ask()?,
+        None => {
+            return Err(
+                "--description \"<what the driver does, one line>\" is required: it goes \
+                 into the README title and the package descriptions, and stdin is not a \
+                 terminal to ask on"
+                    .to_owned(),
+            );
+        }
+    };
+    identity.description = checked_description(&description)?;
     Ok((identity, PathBuf::from(out)))
+}
+
+/// Asks for the description on the terminal.
+fn ask() -> Result<String, String> {
+    let mut stderr = std::io::stderr();
+    let _ = write!(
+        stderr,
+        "What does the new driver do, in one line (README title, package descriptions)? "
+    );
+    let _ = stderr.flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|error| format!("reading the description: {error}"))?;
+    Ok(line)
+}
+
+/// A description the derivation can write: one line of text, without the template's name.
+fn checked_description(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().any(char::is_control) || text.chars().count() > 200 {
+        return Err(format!(
+            "--description `{text}`: one line of text, 1 to 200 characters"
+        ));
+    }
+    if text.to_ascii_lowercase().contains(TEMPLATE.name) {
+        return Err(format!(
+            "--description `{text}` names the template (`{}`): describe the new driver",
+            TEMPLATE.name
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// Validates the user's choices and fills in the defaults.
@@ -241,6 +312,7 @@ fn identity(
         pool_tag_prefix,
         device_type,
         interface_guid,
+        description: String::new(),
     })
 }
 
@@ -380,7 +452,29 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             },
         });
     }
-    for (what, old, new, expected_in) in [
+    rules.extend(upper_case_rules(&old_upper, &new_upper));
+    rules.push(Rule {
+        what: "device, symbolic-link, hardware-ID and INX section names",
+        old: TEMPLATE.display.to_owned(),
+        new: new.display.clone(),
+        expected_in: vec!["driver/abi/src/device.rs", "driver/ktimer.inx"],
+    });
+    rules.push(Rule {
+        what: "package, crate, binary, service and INX names",
+        old: TEMPLATE.name.to_owned(),
+        new: new.name.clone(),
+        expected_in: vec![
+            "driver/Cargo.toml",
+            "driver/ktimer.inx",
+            "tests/ktimer-test/Cargo.toml",
+        ],
+    });
+    Ok(rules)
+}
+
+/// The replacements of the upper-case name: IOCTL names, environment variables, markers.
+fn upper_case_rules(old_upper: &str, new_upper: &str) -> Vec<Rule> {
+    [
         (
             "IOCTL code names",
             format!("IOCTL_{old_upper}_"),
@@ -406,51 +500,34 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             vec![],
         ),
         (
+            "Wine rig session markers",
+            format!("{old_upper}-RIG"),
+            format!("{new_upper}-RIG"),
+            vec!["tests/wine/run.sh"],
+        ),
+        (
             "model-based test environment variables",
             format!("{old_upper}_MODEL_"),
             format!("{new_upper}_MODEL_"),
             vec![],
         ),
-    ] {
-        rules.push(Rule {
-            what,
-            old,
-            new,
-            expected_in,
-        });
-    }
-    rules.push(Rule {
-        what: "device, symbolic-link, hardware-ID and INX section names",
-        old: TEMPLATE.display.to_owned(),
-        new: new.display.clone(),
-        expected_in: vec!["driver/abi/src/device.rs", "driver/ktimer.inx"],
-    });
-    rules.push(Rule {
-        what: "package, crate, binary, service and INX names",
-        old: TEMPLATE.name.to_owned(),
-        new: new.name.clone(),
-        expected_in: vec![
-            "driver/Cargo.toml",
-            "driver/ktimer.inx",
-            "tests/ktimer-test/Cargo.toml",
-        ],
-    });
-    Ok(rules)
+    ]
+    .into_iter()
+    .map(|(what, old, new, expected_in)| Rule {
+        what,
+        old,
+        new,
+        expected_in,
+    })
+    .collect()
 }
 
 /// Where an old name survives in `text`, one description per finding.
 fn leftovers(text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let old_upper = TEMPLATE.name.to_ascii_uppercase();
-    let mut needles = vec![
-        TEMPLATE.name.to_owned(),
-        TEMPLATE.display.to_owned(),
-        capitalized(TEMPLATE.name),
-    ];
-    needles.extend(TEMPLATE.pool_tags.iter().map(|tag| (*tag).to_owned()));
-    for needle in &needles {
-        if text.contains(needle.as_str()) {
-            found.push(format!("`{needle}`"));
+    for tag in TEMPLATE.pool_tags {
+        if text.contains(tag) {
+            found.push(format!("`{tag}`"));
         }
     }
     let lower = text.to_ascii_lowercase();
@@ -472,15 +549,95 @@ fn leftovers(text: &str) -> Vec<String> {
             TEMPLATE.device_type
         ));
     }
-    // The upper-case name may only appear as one of the kernel's own identifiers.
-    for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-        if token.contains(old_upper.as_str()) && !TEMPLATE.kernel_names.contains(&token) {
+    // The name, in any letter case (the display name is one of them), may only appear as
+    // one of the kernel's own identifiers, exactly. Words joined by `-` are one token, so
+    // that a marker such as the Wine rig's `<NAME>-RIG` is not taken for the kernel's name.
+    let lower_name = TEMPLATE.name.to_ascii_lowercase();
+    for token in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        if token.to_ascii_lowercase().contains(&lower_name)
+            && !TEMPLATE.kernel_names.contains(&token)
+        {
             found.push(format!("`{token}`"));
         }
     }
     found.sort();
     found.dedup();
     found
+}
+
+/// The template's INX, relative to the root.
+fn inx_path() -> String {
+    format!("driver/{}.inx", TEMPLATE.name)
+}
+
+/// `text` (of the template's file `path`, already renamed) with the new driver's description
+/// in place of the template's, or `None` if the file has no place for one: the README's title
+/// line, the `description` of a manifest's `[package]` (the `.sys` package's is the
+/// description; every other package's keeps its role after it), the INX's header line.
+fn described_text(path: &str, text: &str, identity: &Identity) -> Option<String> {
+    let description = &identity.description;
+    let mut changed = false;
+    let mut table = String::new();
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let (body, end) = line
+            .strip_suffix("\r\n")
+            .map(|body| (body, "\r\n"))
+            .or_else(|| line.strip_suffix('\n').map(|body| (body, "\n")))
+            .unwrap_or((line, ""));
+        let replacement = if path == TEMPLATE.readme {
+            (lines.is_empty() && body.starts_with("# "))
+                .then(|| format!("# {} — {description}", identity.name))
+        } else if path == "Cargo.toml" || path.ends_with("/Cargo.toml") {
+            if body.starts_with('[') {
+                body.trim().clone_into(&mut table);
+            }
+            let old = body
+                .strip_prefix("description = \"")
+                .and_then(|rest| rest.strip_suffix('"'));
+            match old {
+                Some(_) if table == "[package]" && path == TEMPLATE.main_manifest => {
+                    Some(format!("description = \"{}\"", toml_escaped(description)))
+                }
+                Some(role) if table == "[package]" => Some(format!(
+                    "description = \"{} — {}\"",
+                    toml_escaped(description),
+                    lower_first(role)
+                )),
+                _ => None,
+            }
+        } else if path == inx_path() {
+            let header = format!("; {}.inf - ", identity.name);
+            body.starts_with(&header)
+                .then(|| format!("{header}{description}"))
+        } else {
+            None
+        };
+        match replacement {
+            Some(new) => {
+                changed = true;
+                lines.push(new + end);
+            }
+            None => lines.push(line.to_owned()),
+        }
+    }
+    changed.then(|| lines.concat())
+}
+
+/// `text` with its first letter in lower case, unless it starts an acronym (`WDM`).
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if !second.is_ascii_uppercase() => {
+            first.to_ascii_lowercase().to_string() + &text[first.len_utf8()..]
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// `text` escaped for a TOML basic string.
+fn toml_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The files of the template, relative to `root`, without build output and version control.
@@ -545,6 +702,7 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
     let rules = rules(identity)?;
     let files = template_files(source)?;
     let mut matched: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
+    let mut described = Vec::new();
     let mut derived = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
     for relative in &files {
@@ -558,6 +716,10 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
                         files_matched.push(relative_text.clone());
                         text = text.replace(rule.old.as_str(), &rule.new);
                     }
+                }
+                if let Some(new_text) = described_text(&relative_text, &text, identity) {
+                    described.push(relative_text.clone());
+                    text = new_text;
                 }
                 for leftover in leftovers(&text) {
                     problems.push(format!("{relative_text}: {leftover} left after renaming"));
@@ -581,6 +743,15 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
             target: target_text.split('/').collect(),
             contents,
         });
+    }
+    for expected in [TEMPLATE.readme, TEMPLATE.main_manifest, inx_path().as_str()] {
+        if !described.iter().any(|file| file == expected) {
+            problems.push(format!(
+                "{expected}: no place for the description (the README's `# ` title line, a \
+                 `description = \"...\"` in the manifest's [package], the INX's \
+                 `; <name>.inf - ` header line)"
+            ));
+        }
     }
     for (rule, files_matched) in rules.iter().zip(&matched) {
         if files_matched.is_empty() && !rule.expected_in.is_empty() {
@@ -673,6 +844,7 @@ fn after_derive(out: &Path) {
 fn print_summary(out: &Path, identity: &Identity) {
     let upper = identity.name.to_ascii_uppercase();
     println!("derived {} into {}", identity.name, out.display());
+    println!("  description      {}", identity.description);
     println!(
         "  packages         {0}, {0}-abi, {0}-test, ...",
         identity.name
@@ -714,15 +886,115 @@ mod tests {
             .to_owned()
     }
 
+    /// The test driver's description: a quote in it must come out escaped in TOML.
+    const DESCRIPTION: &str = "Counts \"test\" ticks for user mode";
+
     fn test_identity() -> Identity {
-        identity(
+        let mut identity = identity(
             test_name(),
             None,
             None,
             Some("0x9A01"),
             Some("{0F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F0}"),
         )
-        .unwrap()
+        .unwrap();
+        identity.description = DESCRIPTION.to_owned();
+        identity
+    }
+
+    fn derive_args(extra: &[&str]) -> Vec<String> {
+        let mut args = vec!["--name".to_owned(), test_name(), "--out".into(), "x".into()];
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        args
+    }
+
+    #[test]
+    fn the_description_is_given_or_asked_on_a_terminal_or_else_required() {
+        let given = derive_args(&["--description", "  Given on the command line "]);
+        for terminal in [false, true] {
+            let (identity, _) =
+                parse_derive(&given, terminal, || panic!("asked although given")).unwrap();
+            assert_eq!(identity.description, "Given on the command line");
+        }
+        let (identity, out) = parse_derive(&derive_args(&[]), true, || {
+            Ok("Typed at the prompt\n".into())
+        })
+        .unwrap();
+        assert_eq!(identity.description, "Typed at the prompt");
+        assert_eq!(out, PathBuf::from("x"));
+        let error = parse_derive(&derive_args(&[]), false, || {
+            panic!("asked without a terminal")
+        })
+        .unwrap_err();
+        assert!(
+            error.contains("--description") && error.contains("terminal"),
+            "{error}"
+        );
+        // An invalid name is reported before anything is asked.
+        let mut bad_name = derive_args(&[]);
+        bad_name[1] = "X".into();
+        assert!(parse_derive(&bad_name, true, || panic!("asked for an invalid name")).is_err());
+        let error = parse_derive(&derive_args(&[]), true, || Ok("\n".into())).unwrap_err();
+        assert!(error.contains("--description"), "{error}");
+    }
+
+    #[test]
+    fn bad_descriptions_are_refused() {
+        assert_eq!(checked_description(" A driver. ").unwrap(), "A driver.");
+        for bad in [
+            String::new(),
+            "   ".to_owned(),
+            "two\nlines".to_owned(),
+            "a\ttab".to_owned(),
+            "x".repeat(201),
+            format!("a better {} driver", TEMPLATE.display),
+            format!("like {}", TEMPLATE.name.to_ascii_uppercase()),
+        ] {
+            assert!(checked_description(&bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn the_description_replaces_the_template_one_where_it_belongs() {
+        let identity = test_identity();
+        let name = &identity.name;
+        let escaped = r#"Counts \"test\" ticks for user mode"#;
+        let readme = format!("# {name} — old words\r\n\n# {name} — a later heading\n");
+        assert_eq!(
+            described_text(TEMPLATE.readme, &readme, &identity).unwrap(),
+            format!("# {name} — {DESCRIPTION}\r\n\n# {name} — a later heading\n")
+        );
+        let manifest = "[package]\nname = \"p\"\ndescription = \"The old role\"\n\n\
+                        [dependencies]\ndescription = \"not a package's\"\n";
+        assert_eq!(
+            described_text(TEMPLATE.main_manifest, manifest, &identity).unwrap(),
+            format!(
+                "[package]\nname = \"p\"\ndescription = \"{escaped}\"\n\n\
+                 [dependencies]\ndescription = \"not a package's\"\n"
+            )
+        );
+        assert_eq!(
+            described_text("tests/other/Cargo.toml", manifest, &identity).unwrap(),
+            format!(
+                "[package]\nname = \"p\"\ndescription = \"{escaped} — the old role\"\n\n\
+                 [dependencies]\ndescription = \"not a package's\"\n"
+            )
+        );
+        let acronym = "[package]\ndescription = \"WDM front end\"\n";
+        assert_eq!(
+            described_text("rig/Cargo.toml", acronym, &identity).unwrap(),
+            format!("[package]\ndescription = \"{escaped} — WDM front end\"\n")
+        );
+        let inx = format!(";\n; {name}.inf - old words.\n;\n");
+        assert_eq!(
+            described_text(&inx_path(), &inx, &identity).unwrap(),
+            format!(";\n; {name}.inf - {DESCRIPTION}\n;\n")
+        );
+        assert_eq!(described_text("docs/NOTES.md", &readme, &identity), None);
+        assert_eq!(
+            described_text("Cargo.toml", "[workspace]\n", &identity),
+            None
+        );
     }
 
     #[test]
@@ -888,6 +1160,36 @@ mod tests {
         assert!(leftovers("KTIMER PKTIMER _KTIMER PRKTIMER KTIMERs").is_empty());
     }
 
+    #[test]
+    fn leftovers_are_found_in_any_letter_case() {
+        let upper = TEMPLATE.name.to_ascii_uppercase();
+        // A marker joined to the kernel's name by `-` is not the kernel's name.
+        assert_eq!(
+            leftovers(&format!("echo {upper}-RIG done")),
+            [format!("`{upper}-RIG`")]
+        );
+        let mixed: String = TEMPLATE
+            .name
+            .chars()
+            .enumerate()
+            .map(|(index, c)| {
+                if index % 2 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        assert_eq!(leftovers(&format!("{mixed}.")), [format!("`{mixed}`")]);
+        let capital = capitalized(TEMPLATE.name);
+        assert_eq!(
+            leftovers(&format!("the {capital} driver")),
+            [format!("`{capital}`")]
+        );
+        let kernel = TEMPLATE.kernel_names[0];
+        assert!(leftovers(&format!("{kernel}.Header and {kernel}/KDPC")).is_empty());
+    }
+
     /// A miniature template with every identifier where the list expects it.
     fn write_template(root: &Path) {
         let (name, display, upper) = (
@@ -899,8 +1201,16 @@ mod tests {
         let files = [
             ("Cargo.toml".to_owned(), "[workspace]\n".to_owned()),
             (
-                "driver/Cargo.toml".to_owned(),
-                format!("[package]\nname = \"{name}\"\n"),
+                TEMPLATE.readme.to_owned(),
+                format!("# {name} — the template's words\n\nMore.\n"),
+            ),
+            (
+                TEMPLATE.main_manifest.to_owned(),
+                format!("[package]\nname = \"{name}\"\ndescription = \"The template's words\"\n"),
+            ),
+            (
+                "tests/wine/run.sh".to_owned(),
+                format!("echo {upper}-RIG start\nsed -n 's/^{upper}-RIG //p'\n"),
             ),
             (
                 "driver/abi/src/device.rs".to_owned(),
@@ -927,11 +1237,16 @@ mod tests {
             ),
             (
                 format!("driver/{name}.inx"),
-                format!("[{display}_Device]\n{name}.sys\n"),
+                format!(
+                    ";\n; {name}.inf - the template's words.\n[{display}_Device]\n{name}.sys\n"
+                ),
             ),
             (
                 format!("tests/{name}-test/Cargo.toml"),
-                format!("[package]\nname = \"{name}-test\"\n"),
+                format!(
+                    "[package]\nname = \"{name}-test\"\ndescription = \"Test app of the {name} \
+                     driver\"\n"
+                ),
             ),
         ];
         for (path, text) in files {
@@ -958,9 +1273,32 @@ mod tests {
         derive(&template, &out, &identity).unwrap();
         let name = &identity.name;
         let inx = fs::read_to_string(out.join(format!("driver/{name}.inx"))).unwrap();
-        assert_eq!(inx, format!("[{}_Device]\n{name}.sys\n", identity.display));
+        assert_eq!(
+            inx,
+            format!(
+                ";\n; {name}.inf - {DESCRIPTION}\n[{}_Device]\n{name}.sys\n",
+                identity.display
+            )
+        );
+        let escaped = toml_escaped(DESCRIPTION);
         let app = fs::read_to_string(out.join(format!("tests/{name}-test/Cargo.toml"))).unwrap();
-        assert!(app.contains(&format!("name = \"{name}-test\"")), "{app}");
+        assert_eq!(
+            app,
+            format!(
+                "[package]\nname = \"{name}-test\"\ndescription = \"{escaped} — test app of \
+                 the {name} driver\"\n"
+            )
+        );
+        let driver = fs::read_to_string(out.join(TEMPLATE.main_manifest)).unwrap();
+        assert!(
+            driver.ends_with(&format!("description = \"{escaped}\"\n")),
+            "{driver}"
+        );
+        let readme = fs::read_to_string(out.join(TEMPLATE.readme)).unwrap();
+        assert_eq!(readme, format!("# {name} — {DESCRIPTION}\n\nMore.\n"));
+        let rig = fs::read_to_string(out.join("tests/wine/run.sh")).unwrap();
+        let upper = name.to_ascii_uppercase();
+        assert!(rig.contains(&format!("echo {upper}-RIG start")), "{rig}");
         assert!(!out.join("target").exists(), "build output is not copied");
         let again = derive(&template, &out, &identity).unwrap_err();
         assert!(again.contains("refusing to overwrite"), "{again}");
@@ -984,18 +1322,27 @@ mod tests {
     }
 
     #[test]
+    fn a_template_without_a_place_for_the_description_stops_the_derivation() {
+        let directory = scratch("undescribed");
+        let (template, out) = (directory.join("template"), directory.join("out"));
+        write_template(&template);
+        fs::write(template.join(TEMPLATE.readme), "No title line.\n").unwrap();
+        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        let expected = format!("{}: no place for the description", TEMPLATE.readme);
+        assert!(error.contains(&expected), "{error}");
+        assert!(!out.exists(), "nothing is written");
+        fs::remove_dir_all(&directory).unwrap();
+    }
+
+    #[test]
     fn a_surviving_old_name_stops_the_derivation_before_writing() {
         let directory = scratch("leftover");
         let (template, out) = (directory.join("template"), directory.join("out"));
         write_template(&template);
         let upper = TEMPLATE.name.to_ascii_uppercase();
-        fs::write(
-            template.join("README.md"),
-            format!("code {upper}_SPECIAL\n"),
-        )
-        .unwrap();
+        fs::write(template.join("NOTES.md"), format!("code {upper}_SPECIAL\n")).unwrap();
         let error = derive(&template, &out, &test_identity()).unwrap_err();
-        let expected = format!("README.md: `{upper}_SPECIAL` left after renaming");
+        let expected = format!("NOTES.md: `{upper}_SPECIAL` left after renaming");
         assert!(error.contains(&expected), "{error}");
         assert!(!out.exists(), "nothing is written");
         fs::remove_dir_all(&directory).unwrap();

@@ -50,8 +50,18 @@ pub fn main(
     out: &mut dyn std::io::Write,
     err: &mut dyn std::io::Write,
 ) -> u8 {
+    main_with(scenario::all(), args, out, err)
+}
+
+/// [`main`] with `table` as the scenarios (the tests' own tables).
+fn main_with(
+    table: &[Scenario],
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> u8 {
     // Output errors (a closed pipe) cannot be reported anywhere better: ignored.
-    let names = scenario::names();
+    let names: Vec<&str> = table.iter().map(|scenario| scenario.name).collect();
     match cli::parse(args, &names) {
         Err(error) => {
             let _ = writeln!(err, "ktimer-test: {error}\n\n{}", cli::usage());
@@ -62,16 +72,21 @@ pub fn main(
             EXIT_PASSED
         }
         Ok(Command::List) => {
-            for scenario in scenario::all() {
+            for scenario in table {
                 let _ = writeln!(out, "{:<26} {}", scenario.name, scenario.summary);
             }
             EXIT_PASSED
         }
-        Ok(Command::Run(options)) => run(&options, out, err),
+        Ok(Command::Run(options)) => run(table, &options, out, err),
     }
 }
 
-fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io::Write) -> u8 {
+fn run(
+    table: &[Scenario],
+    options: &RunOptions,
+    out: &mut dyn std::io::Write,
+    err: &mut dyn std::io::Write,
+) -> u8 {
     let backend = match open_backend(options.sim) {
         Ok(backend) => backend,
         Err(OpenError::NotFound(line)) => {
@@ -84,21 +99,17 @@ fn run(options: &RunOptions, out: &mut dyn std::io::Write, err: &mut dyn std::io
         }
     };
     let selected: Vec<&Scenario> = if options.scenarios.is_empty() {
-        scenario::all().iter().collect()
+        table.iter().collect()
     } else {
         options
             .scenarios
             .iter()
-            .filter_map(|name| scenario::find(name))
+            .filter_map(|name| table.iter().find(|scenario| scenario.name == name))
             .collect()
     };
-    let skip_reason = |scenario: &Scenario| {
-        options
-            .skips
-            .iter()
-            .find(|(name, _)| name == scenario.name)
-            .map(|(_, reason)| reason.as_str())
-    };
+    // `--skip NAME=REASON`, else the scenario's own declaration for `--skip-known PLATFORM`.
+    let skip_reason =
+        |scenario: &Scenario| scenario::skip_reason(scenario, &options.skips, options.skip_known);
     let to_run: Vec<&Scenario> = selected
         .iter()
         .copied()
@@ -317,8 +328,14 @@ mod tests {
 
     /// Runs the program; returns (exit code, stdout, stderr).
     fn run(args: &[&str]) -> (u8, String, String) {
+        run_table(scenario::all(), args)
+    }
+
+    /// Runs the program on the scenarios `table`; returns (exit code, stdout, stderr).
+    fn run_table(table: &[Scenario], args: &[&str]) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = main(
+        let code = main_with(
+            table,
             args.iter().map(std::ffi::OsString::from),
             &mut out,
             &mut err,
@@ -365,7 +382,10 @@ mod tests {
             .filter_map(|line| line.split_whitespace().next())
             .collect();
         assert_eq!(names, scenario::names());
-        assert_eq!(names.len(), 17);
+        assert!(!names.is_empty());
+        for (line, scenario) in out.lines().zip(scenario::all()) {
+            assert!(line.ends_with(scenario.summary), "{line}");
+        }
     }
 
     #[test]
@@ -436,6 +456,57 @@ mod tests {
         ]);
         assert_eq!(code, EXIT_NOTHING_PASSED, "{out}");
         assert!(out.contains("\"success\":false,\"passed\":0"), "{out}");
+    }
+
+    /// `--skip-known` skips exactly the scenarios that declare a limitation there, with the
+    /// reason they declare, in their place in the report; the others run.
+    #[cfg(not(windows))]
+    #[test]
+    fn skip_known_skips_the_declared_scenarios_with_their_reasons() {
+        use crate::scenario::{Limitation, Outcome, Platform};
+        const TABLE: &[Scenario] = &[
+            Scenario::for_tests("first", &[], |_| Ok(Outcome::pass("ran"))),
+            Scenario::for_tests(
+                "limited",
+                &[Limitation {
+                    platform: Platform::Wine,
+                    reason: "declared by the scenario",
+                }],
+                |_| Err("ran although its platform was given".into()),
+            ),
+            Scenario::for_tests("last", &[], |_| Ok(Outcome::pass("ran"))),
+        ];
+        let (code, out, err) = run_table(TABLE, &["--sim", "--quiet", "--skip-known", "wine"]);
+        assert_eq!(code, EXIT_PASSED, "{out}{err}");
+        let rows: Vec<(&str, &str)> = out
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                Some((words.next()?, words.next()?))
+            })
+            .filter(|(name, _)| TABLE.iter().any(|scenario| scenario.name == *name))
+            .collect();
+        assert_eq!(
+            rows,
+            [("first", "PASS"), ("limited", "SKIP"), ("last", "PASS")],
+            "{out}"
+        );
+        assert!(
+            out.contains("skip limited: declared by the scenario"),
+            "{out}"
+        );
+        assert!(
+            out.contains("result: 2 passed, 0 failed, 1 skipped"),
+            "{out}"
+        );
+        // Without the platform the declaration changes nothing: the scenario runs (and here
+        // fails, which is how this test knows it ran).
+        let (code, out, _) = run_table(TABLE, &["--sim", "--quiet"]);
+        assert_eq!(code, EXIT_FAILED, "{out}");
+        assert!(
+            out.contains("FAIL limited: ran although its platform was given"),
+            "{out}"
+        );
     }
 
     #[test]

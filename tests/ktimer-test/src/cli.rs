@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::scenario::Platform;
+
 /// Exit code: at least one scenario passed and none failed (skipped ones excepted).
 pub const EXIT_PASSED: u8 = 0;
 /// Exit code: at least one scenario failed.
@@ -46,6 +48,9 @@ pub struct RunOptions {
     /// Scenarios not to run, each with the reason it cannot hold on this backend (for
     /// example under Wine); reported as skipped, never as passed.
     pub skips: Vec<(String, String)>,
+    /// `--skip-known PLATFORM`: do not run the scenarios that declare they cannot hold on
+    /// this platform; each is reported as skipped with the reason it declares.
+    pub skip_known: Option<Platform>,
     /// `--lateness-tolerance-ms`: the host-scheduling allowance, in milliseconds, added on
     /// the late side to the kernel rule in real time, instead of the default (5 ms on the
     /// device, 30 ms with `--sim`). `None` = the default.
@@ -73,7 +78,7 @@ impl fmt::Display for UsageError {
 pub fn usage() -> String {
     "\
 usage: ktimer-test [--sim] [--json] [--quiet] [--scenario NAME]... [--skip NAME=REASON]...
-                   [--lateness-tolerance-ms N] [--warm-up]
+                   [--skip-known PLATFORM] [--lateness-tolerance-ms N] [--warm-up]
        ktimer-test --list
        ktimer-test --help
 
@@ -88,6 +93,9 @@ Drives the ktimer driver through its IOCTLs and reports pass/fail per scenario.
   --skip NAME=REASON
                    do not run this scenario: report it as skipped, with the reason it
                    cannot hold on this backend (repeatable; never counted as passed)
+  --skip-known PLATFORM
+                   do not run the scenarios that declare they cannot hold on PLATFORM
+                   (wine): report each as skipped with the reason it declares
   --lateness-tolerance-ms N
                    allow N ms (0..=1000) of host scheduling delay on the late side of
                    every expiration, on top of the kernel rule (1 tick early, 2 ticks
@@ -149,6 +157,13 @@ where
                     .ok_or_else(|| UsageError(format!("{arg} needs a number of milliseconds")))?;
                 options.lateness_tolerance_ms = Some(tolerance_ms(&value)?);
             }
+            "--skip-known" => {
+                let value = args
+                    .next()
+                    .and_then(|value| value.to_str().map(str::to_owned))
+                    .ok_or_else(|| UsageError(format!("{arg} needs a platform")))?;
+                options.skip_known = Some(platform(&value)?);
+            }
             "--skip" => {
                 let value = args
                     .next()
@@ -157,7 +172,9 @@ where
                 options.skips.push(skip(&value)?);
             }
             other => {
-                if let Some(value) = other.strip_prefix("--skip=") {
+                if let Some(value) = other.strip_prefix("--skip-known=") {
+                    options.skip_known = Some(platform(value)?);
+                } else if let Some(value) = other.strip_prefix("--skip=") {
                     options.skips.push(skip(value)?);
                 } else if let Some(value) = other.strip_prefix("--lateness-tolerance-ms=") {
                     options.lateness_tolerance_ms = Some(tolerance_ms(value)?);
@@ -201,6 +218,20 @@ fn tolerance_ms(value: &str) -> Result<u32, UsageError> {
         })
 }
 
+/// Parses a `--skip-known` value: a [`Platform`]'s name.
+fn platform(value: &str) -> Result<Platform, UsageError> {
+    Platform::from_name(value).ok_or_else(|| {
+        let names: Vec<&str> = Platform::ALL
+            .iter()
+            .map(|platform| platform.name())
+            .collect();
+        UsageError(format!(
+            "--skip-known needs a platform ({}), got: {value}",
+            names.join(", ")
+        ))
+    })
+}
+
 /// Splits a `--skip` value into the scenario name and a non-empty reason.
 fn skip(value: &str) -> Result<(String, String), UsageError> {
     match value.split_once('=') {
@@ -217,7 +248,8 @@ fn skip(value: &str) -> Result<(String, String), UsageError> {
 mod tests {
     use super::*;
 
-    const KNOWN: &[&str] = &["handshake", "one-shot-relative"];
+    /// Names of the tests' own: the parser checks names against the list it is given.
+    const KNOWN: &[&str] = &["first", "second"];
 
     fn run(args: &[&str]) -> Result<Command, UsageError> {
         parse(args.iter().copied(), KNOWN)
@@ -235,8 +267,8 @@ mod tests {
             "--json",
             "-q",
             "--scenario",
-            "one-shot-relative",
-            "--scenario=handshake",
+            "second",
+            "--scenario=first",
         ]);
         assert_eq!(
             parsed,
@@ -244,8 +276,9 @@ mod tests {
                 sim: true,
                 json: true,
                 quiet: true,
-                scenarios: vec!["one-shot-relative".into(), "handshake".into()],
+                scenarios: vec!["second".into(), "first".into()],
                 skips: Vec::new(),
+                skip_known: None,
                 lateness_tolerance_ms: None,
                 warm_up: false,
             }))
@@ -294,24 +327,39 @@ mod tests {
     #[test]
     fn skips_carry_their_reasons_and_need_one() {
         assert_eq!(
-            run(&[
-                "--skip",
-                "handshake=not here",
-                "--skip=one-shot-relative=a = b"
-            ]),
+            run(&["--skip", "first=not here", "--skip=second=a = b"]),
             Ok(Command::Run(RunOptions {
                 skips: vec![
-                    ("handshake".into(), "not here".into()),
-                    ("one-shot-relative".into(), "a = b".into()),
+                    ("first".into(), "not here".into()),
+                    ("second".into(), "a = b".into()),
                 ],
                 ..RunOptions::default()
             }))
         );
-        assert!(run(&["--skip", "handshake"]).is_err());
-        assert!(run(&["--skip", "handshake= "]).is_err());
+        assert!(run(&["--skip", "first"]).is_err());
+        assert!(run(&["--skip", "first= "]).is_err());
         assert!(run(&["--skip"]).is_err());
         let error = run(&["--skip", "nope=why"]).expect_err("unknown scenario");
         assert!(error.0.contains("nope"), "{error}");
+    }
+
+    #[test]
+    fn skip_known_takes_a_platform() {
+        for args in [&["--skip-known", "wine"][..], &["--skip-known=wine"][..]] {
+            assert_eq!(
+                run(args),
+                Ok(Command::Run(RunOptions {
+                    skip_known: Some(Platform::Wine),
+                    ..RunOptions::default()
+                }))
+            );
+        }
+        let error = run(&["--skip-known", "dos"]).expect_err("unknown platform");
+        assert!(
+            error.0.contains("wine") && error.0.contains("dos"),
+            "{error}"
+        );
+        assert!(run(&["--skip-known"]).is_err());
     }
 
     #[test]

@@ -28,7 +28,92 @@ pub struct Scenario {
     pub name: &'static str,
     /// What it checks, one line.
     pub summary: &'static str,
+    /// The platforms on which it is known not to hold although the driver is right, each
+    /// with the reason (measured there). `--skip-known PLATFORM` skips it with that reason.
+    pub limitations: &'static [Limitation],
     run: fn(&Env<'_>) -> Result<Outcome, String>,
+}
+
+impl Scenario {
+    /// Why this scenario cannot hold on `platform`, if it declares that it cannot.
+    #[must_use]
+    pub fn limitation(&self, platform: Platform) -> Option<&'static str> {
+        self.limitations
+            .iter()
+            .find(|limitation| limitation.platform == platform)
+            .map(|limitation| limitation.reason)
+    }
+
+    /// A scenario for the app's own tests: `run` is its whole body.
+    #[cfg(test)]
+    #[must_use]
+    pub(crate) const fn for_tests(
+        name: &'static str,
+        limitations: &'static [Limitation],
+        run: fn(&Env<'_>) -> Result<Outcome, String>,
+    ) -> Self {
+        Self {
+            name,
+            summary: "a scenario of the app's own tests",
+            limitations,
+            run,
+        }
+    }
+}
+
+/// A platform the device can run on where some scenarios cannot hold although the driver is
+/// right: the platform lacks a kernel routine or behaves differently from Windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// Wine (tests/wine/run.sh, docs/WINE.md): the driver's timer service behind Wine's I/O
+    /// manager, on Wine's kernel routines.
+    Wine,
+}
+
+impl Platform {
+    /// Every platform, for the usage text and error messages.
+    pub const ALL: &[Self] = &[Self::Wine];
+
+    /// Its name on the command line.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Wine => "wine",
+        }
+    }
+
+    /// The platform called `name` on the command line.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|platform| platform.name() == name)
+    }
+}
+
+/// A scenario's declaration that it cannot hold on a platform, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limitation {
+    /// Where.
+    pub platform: Platform,
+    /// Why, one line: reported with the scenario's SKIP.
+    pub reason: &'static str,
+}
+
+/// Why `scenario` is not run: the command line's own `--skip NAME=REASON` for it, else the
+/// reason it declares for `platform` (`--skip-known PLATFORM`); `None` = run it.
+#[must_use]
+pub fn skip_reason<'a>(
+    scenario: &Scenario,
+    skips: &'a [(String, String)],
+    platform: Option<Platform>,
+) -> Option<&'a str> {
+    skips
+        .iter()
+        .find(|(name, _)| name == scenario.name)
+        .map(|(_, reason)| reason.as_str())
+        .or_else(|| platform.and_then(|platform| scenario.limitation(platform)))
 }
 
 /// Every scenario, in run order (the handshake first).
@@ -211,4 +296,88 @@ pub fn skipped(scenario: &Scenario, reason: &str) -> ScenarioResult {
 #[must_use]
 pub fn find(name: &str) -> Option<&'static Scenario> {
     all().iter().find(|scenario| scenario.name == name)
+}
+
+#[cfg(test)]
+mod declarations {
+    //! What holds for any scenario table, and how declared limitations turn into skips.
+
+    use super::*;
+
+    #[test]
+    fn the_table_is_well_formed() {
+        let table = all();
+        assert!(!table.is_empty());
+        for (index, scenario) in table.iter().enumerate() {
+            assert!(
+                !scenario.name.is_empty() && !scenario.name.contains(char::is_whitespace),
+                "{scenario:?}"
+            );
+            assert!(!scenario.summary.trim().is_empty(), "{}", scenario.name);
+            assert!(
+                table[..index]
+                    .iter()
+                    .all(|earlier| earlier.name != scenario.name),
+                "{} twice",
+                scenario.name
+            );
+            for (at, limitation) in scenario.limitations.iter().enumerate() {
+                assert!(
+                    !limitation.reason.trim().is_empty() && !limitation.reason.contains('\n'),
+                    "{}: a limitation needs a one-line reason",
+                    scenario.name
+                );
+                assert!(
+                    scenario.limitations[..at]
+                        .iter()
+                        .all(|earlier| earlier.platform != limitation.platform),
+                    "{}: {} declared twice",
+                    scenario.name,
+                    limitation.platform.name()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn platforms_are_named_on_the_command_line() {
+        for platform in Platform::ALL {
+            assert_eq!(Platform::from_name(platform.name()), Some(*platform));
+        }
+        assert_eq!(Platform::from_name("wine"), Some(Platform::Wine));
+        assert_eq!(Platform::from_name("Wine"), None);
+        assert_eq!(Platform::from_name("windows"), None);
+    }
+
+    #[test]
+    fn a_declared_limitation_skips_only_on_its_platform_and_an_explicit_skip_wins() {
+        const LIMITED: Scenario = Scenario::for_tests(
+            "limited",
+            &[Limitation {
+                platform: Platform::Wine,
+                reason: "the platform lacks a routine",
+            }],
+            |_| Err("not run in this test".into()),
+        );
+        const FREE: Scenario =
+            Scenario::for_tests("free", &[], |_| Err("not run in this test".into()));
+        assert_eq!(
+            LIMITED.limitation(Platform::Wine),
+            Some("the platform lacks a routine")
+        );
+        assert_eq!(FREE.limitation(Platform::Wine), None);
+        let none: &[(String, String)] = &[];
+        assert_eq!(
+            skip_reason(&LIMITED, none, Some(Platform::Wine)),
+            Some("the platform lacks a routine")
+        );
+        assert_eq!(skip_reason(&LIMITED, none, None), None);
+        assert_eq!(skip_reason(&FREE, none, Some(Platform::Wine)), None);
+        let explicit = [("limited".to_owned(), "said on the command line".to_owned())];
+        assert_eq!(
+            skip_reason(&LIMITED, &explicit, Some(Platform::Wine)),
+            Some("said on the command line")
+        );
+        assert_eq!(skip_reason(&FREE, &explicit, Some(Platform::Wine)), None);
+    }
 }
