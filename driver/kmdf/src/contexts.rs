@@ -1,25 +1,22 @@
 //! The framework object contexts that hold the driver's state, and their typed getters:
-//! the device's (the timer service) and each file object's (its service handle). Every
-//! other module of the shell reaches the service through here; the request context, used
-//! only by the cancel hand-off, is `request`'s own.
+//! the device's (the hosted logic, `crate::Logic`) and each file object's (the logic's
+//! per-handle value, stored through [`HandleStorage`]). Every other module of the shell
+//! reaches the logic through here; the request context, used only by the cancel hand-off,
+//! is `request`'s own.
 
 use core::ffi::c_void;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::request::Request;
+use crate::Logic;
+use crate::logic::{DriverLogic, HandleStorage};
 use crate::sys::{WDFDEVICE, WDFFILEOBJECT, call_unsafe_wdf_function_binding};
 use crate::wdf::ContextType;
-use ktimer_service::dispatch::Pended;
-use ktimer_service::{FileHandle, Service};
 
-/// The timer service as this front end instantiates it.
-pub(crate) type DriverService = Service<Pended<Request>>;
+/// The hosted logic's per-handle value.
+pub(crate) type LogicHandle = <Logic as DriverLogic>::Handle;
 
-/// An open handle of [`DriverService`].
-pub(crate) type DriverHandle = FileHandle<Pended<Request>>;
-
-/// The device's context: the timer service.
+/// The device's context: the hosted logic.
 ///
 /// The framework zero-fills context memory, so `ready` reads `false` until
 /// `device::create_device` has stored the service, including on a device whose creation failed
@@ -27,13 +24,13 @@ pub(crate) type DriverHandle = FileHandle<Pended<Request>>;
 /// routine may read it while the device's cleanup runs (see `device::evt_device_cleanup`).
 pub(crate) struct DeviceContext {
     pub(crate) ready: AtomicBool,
-    pub(crate) service: MaybeUninit<DriverService>,
+    pub(crate) service: MaybeUninit<Logic>,
 }
 
 pub(crate) static DEVICE_CONTEXT: ContextType<DeviceContext> =
     ContextType::new(c"KTimerDeviceContext", &raw const DEVICE_CONTEXT);
 
-/// The timer service of `device`, if it has one. `<= DISPATCH_LEVEL`.
+/// The logic of `device`, if it has one. `<= DISPATCH_LEVEL`.
 ///
 /// # Safety
 ///
@@ -42,7 +39,7 @@ pub(crate) static DEVICE_CONTEXT: ContextType<DeviceContext> =
 /// request), during which the device and its context exist and the service is neither
 /// stored nor removed (that happens only in `device::create_device` and
 /// `device::evt_device_cleanup`, which no I/O callback overlaps).
-pub(crate) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a DriverService> {
+pub(crate) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a Logic> {
     // SAFETY: `device` is a valid handle (the caller's contract).
     let context = unsafe { DEVICE_CONTEXT.get(device.cast()) };
     // SAFETY: a non-null context pointer from the framework points to this device's
@@ -57,7 +54,7 @@ pub(crate) unsafe fn service<'a>(device: WDFDEVICE) -> Option<&'a DriverService>
     Some(unsafe { context.service.assume_init_ref() })
 }
 
-/// A file object's context: the service's handle, as [`FileHandle::into_raw`] made it.
+/// A file object's context: the logic's handle, as [`HandleStorage::into_raw`] made it.
 /// Null (the framework zero-fills the context) until the create succeeds, and again once
 /// the close has taken it back.
 pub(crate) struct FileContext {
@@ -75,7 +72,7 @@ pub(crate) static FILE_CONTEXT: ContextType<FileContext> =
 /// `file` is null or a valid ktimer file object, and the borrow is used only within a
 /// callback that the framework does not overlap with that file object's `EvtFileClose`
 /// (every I/O and cleanup callback: close comes after all of them).
-pub(crate) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<DriverHandle>> {
+pub(crate) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<LogicHandle>> {
     if file.is_null() {
         return None;
     }
@@ -87,19 +84,20 @@ pub(crate) unsafe fn handle(file: WDFFILEOBJECT) -> Option<ManuallyDrop<DriverHa
     if raw.is_null() {
         return None;
     }
-    // SAFETY: `raw` was stored by `file::evt_device_file_create` from `FileHandle::into_raw` of a
-    // `DriverHandle` and is taken back only by `file::evt_file_close`, which cannot run
-    // while the caller's callback does (the caller's contract).
-    Some(unsafe { FileHandle::borrow_raw(raw) })
+    // SAFETY: `raw` was stored by `file::evt_device_file_create` from
+    // `HandleStorage::into_raw` of a `LogicHandle` and is taken back only by
+    // `file::evt_file_close`, which cannot run while the caller's callback does (the caller's
+    // contract).
+    Some(unsafe { <LogicHandle as HandleStorage>::borrow_raw(raw) })
 }
 
-/// The timer service of the device `file` belongs to. `<= DISPATCH_LEVEL`.
+/// The logic of the device `file` belongs to. `<= DISPATCH_LEVEL`.
 ///
 /// # Safety
 ///
 /// `file` is null or a valid ktimer file object; the reference is used only within one of
 /// its callbacks (see [`service`]).
-pub(crate) unsafe fn service_of<'a>(file: WDFFILEOBJECT) -> Option<&'a DriverService> {
+pub(crate) unsafe fn service_of<'a>(file: WDFFILEOBJECT) -> Option<&'a Logic> {
     if file.is_null() {
         return None;
     }

@@ -19,13 +19,14 @@ use ktimer_abi::device::{
     DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
 };
 
+use crate::Logic;
 use crate::contexts::{DEVICE_CONTEXT, FILE_CONTEXT};
 use crate::file;
+use crate::logic::DriverLogic;
 use crate::queue;
 use crate::request::REQUEST_CONTEXT;
 use crate::wdf::{check, object_attributes, ulong_size_of, unicode_string};
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::{Service, ServiceConfig};
 
 /// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
 /// same descriptor as the INF's hardware section (`driver/ktimer.inx`), applied here to the
@@ -148,7 +149,7 @@ unsafe fn create_device(
     device_attributes.ContextTypeInfo = DEVICE_CONTEXT.type_info();
 
     // Created before the device so that a failure needs no cleanup beyond dropping it here.
-    let service = match Service::new(service_config(), passive) {
+    let service = match <Logic as DriverLogic>::create(logic_config(), passive) {
         Ok(service) => service,
         Err(status) => {
             trace!("ktimer: timer service creation failed: {status:#010x}");
@@ -201,14 +202,14 @@ unsafe fn create_device(
     queue::create_default_queue(device)
 }
 
-/// The timer service's limits: the defaults; on the simulator, those a test set for this
-/// kernel through [`crate::sim_hooks::set_service_config`].
-fn service_config() -> ServiceConfig {
+/// The logic's settings: the defaults; on the simulator, those a test set for this kernel
+/// through [`crate::sim_hooks::set_service_config`].
+fn logic_config() -> <Logic as DriverLogic>::Config {
     #[cfg(not(windows))]
     if let Some(config) = crate::sim_hooks::configured() {
         return config;
     }
-    ServiceConfig::default()
+    <Logic as DriverLogic>::Config::default()
 }
 
 /// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):
@@ -244,7 +245,7 @@ unsafe extern "C" fn evt_device_cleanup(object: WDFOBJECT) {
     }
     // SAFETY: `ready` is set, so `service` is initialised; it stays in place until after
     // the unload.
-    unsafe { context.service.assume_init_ref() }.unload(&passive);
+    DriverLogic::unload(unsafe { context.service.assume_init_ref() }, &passive);
     context.ready.store(false, Ordering::Release);
     // SAFETY: `ready` was set, so `service` is initialised; it is moved out once (`ready`
     // is now clear, so neither this callback nor a cancel routine reads it again).

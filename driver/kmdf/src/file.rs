@@ -10,8 +10,8 @@ use crate::sys::{
 };
 
 use crate::contexts::{self, FILE_CONTEXT, FileContext, service_of};
+use crate::logic::{DriverLogic, HandleStorage};
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::FileHandle;
 
 /// `EvtDeviceFileCreate`: opens a service handle for the new file object and completes
 /// the create request. `PASSIVE_LEVEL`.
@@ -55,7 +55,7 @@ unsafe fn open(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTATUS {
     // SAFETY: `device` is valid during this create (our contract), which no cleanup of the
     // device overlaps.
     let Some(service) = (unsafe { contexts::service(device) }) else {
-        trace!("ktimer: create on a device without a timer service");
+        trace!("ktimer: create on a device without its logic");
         return STATUS_INVALID_DEVICE_STATE;
     };
     // SAFETY: `file` is the new file object, created with FILE_CONTEXT.
@@ -64,13 +64,13 @@ unsafe fn open(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTATUS {
         trace!("ktimer: the file object has no context");
         return STATUS_INVALID_DEVICE_STATE;
     }
-    match service.open(&passive) {
+    match DriverLogic::open(service, &passive) {
         Ok(handle) => {
             // SAFETY: `context` is this file object's (non-null) FileContext; nothing else
             // touches it before the create completes.
             unsafe {
                 context.write(FileContext {
-                    handle: handle.into_raw(),
+                    handle: HandleStorage::into_raw(handle),
                 });
             }
             STATUS_SUCCESS
@@ -99,7 +99,7 @@ pub(super) unsafe extern "C" fn evt_file_cleanup(file: WDFFILEOBJECT) {
     let Some(handle) = (unsafe { contexts::handle(file) }) else {
         return;
     };
-    service.cleanup(&handle, &passive);
+    DriverLogic::cleanup(service, &handle, &passive);
 }
 
 /// `EvtFileClose`: takes the handle back from the context and closes it (cleans up if
@@ -126,12 +126,12 @@ pub(super) unsafe extern "C" fn evt_file_close(file: WDFFILEOBJECT) {
     if raw.is_null() {
         return;
     }
-    // SAFETY: `raw` came from `FileHandle::into_raw` in the create and the context no
+    // SAFETY: `raw` came from `HandleStorage::into_raw` in the create and the context no
     // longer holds it, so it is taken back exactly once.
-    let handle = unsafe { FileHandle::from_raw(raw) };
+    let handle = unsafe { <contexts::LogicHandle as HandleStorage>::from_raw(raw) };
     // SAFETY: `file` is valid for this callback (our contract).
     match unsafe { service_of(file) } {
-        Some(service) => service.close(handle, &passive),
+        Some(service) => DriverLogic::close(service, handle, &passive),
         // Not reachable (a handle exists only if the service did); dropping it at
         // PASSIVE_LEVEL is still correct.
         None => drop(handle),

@@ -5,10 +5,14 @@
 //! which is how the tests, the fuzzer and `ktimer-test --sim` load the driver
 //! ([`DRIVER_ENTRY`]).
 //!
-//! It translates between the framework and the portable timer service and keeps no timer
-//! logic of its own:
+//! It translates between the framework and the driver logic it hosts, and keeps no logic
+//! of its own. What it asks of that logic is one trait, `logic::DriverLogic` (a value per
+//! device, a per-handle value kept in each file object's context, and what each framework
+//! event becomes); the logic hosted here is the timer service, bound in `timer_logic` and
+//! named once by `Logic`. A driver made from this template for something other than timers
+//! replaces that module and that alias; the rest of the shell stays.
 //!
-//! | framework event | shell | service |
+//! | framework event | shell | timer logic |
 //! | --- | --- | --- |
 //! | `DriverEntry` | `WdfDriverCreate` | — |
 //! | `EvtDriverDeviceAdd` | [`device`]: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link; [`queue`]: the default queue | `Service::new` (owned by the device context) |
@@ -22,7 +26,9 @@
 //! Modules, each importing only those before it (no import circle; `xtask`'s
 //! `import_graph` test checks): [`sys`] (the seam's names) and [`wdf`] (KMDF plumbing);
 //! [`request`] (the `WDFREQUEST` wrapper, handed its cancel routine by the queue);
-//! [`contexts`] (the device's and file objects' contexts: the service and its handles);
+//! [`logic`] (what the shell asks of the hosted logic) and [`timer_logic`] (the timer
+//! service behind it); [`contexts`] (the device's and file objects' contexts: the logic
+//! and its per-handle values);
 //! [`queue`] and [`file`] (the I/O callbacks); [`device`] (creation and cleanup); this root.
 //!
 //! IRQL: the device is created with `WdfExecutionLevelPassive`, which its queue and file
@@ -67,12 +73,18 @@ macro_rules! trace {
 mod contexts;
 mod device;
 mod file;
+mod logic;
 mod queue;
 mod request;
 #[cfg(not(windows))]
 pub mod sim_hooks;
 mod sys;
+mod timer_logic;
 mod wdf;
+
+/// The driver logic this shell hosts, named once: the timer service. A driver made from
+/// this template without timers replaces `timer_logic` and this alias.
+type Logic = timer_logic::TimerService;
 
 use crate::sys::{
     NT_SUCCESS, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, ULONG, WDF_DRIVER_CONFIG,

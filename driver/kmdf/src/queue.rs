@@ -5,6 +5,7 @@
 use ktimer_abi::ioctl::{METHOD_BUFFERED, method_of};
 
 use crate::contexts;
+use crate::logic::DriverLogic;
 use crate::request::{self, Request};
 use crate::sys::{
     _WDF_IO_QUEUE_DISPATCH_TYPE, _WDF_TRI_STATE, NTSTATUS, STATUS_CANCELLED,
@@ -13,7 +14,6 @@ use crate::sys::{
 };
 use crate::wdf::{check, ulong_size_of};
 use ktimer_kernel::irql::PassiveLevel;
-use ktimer_service::dispatch::{IoRequest, cancel_wait, dispatch};
 
 const WDF_IO_QUEUE_CONFIG_SIZE: ULONG = ulong_size_of::<WDF_IO_QUEUE_CONFIG>();
 
@@ -105,7 +105,7 @@ unsafe extern "C" fn evt_io_device_control(
     let request = unsafe { Request::new(request, input_length, output_length, evt_request_cancel) };
     // Completed, or parked as a pending wait (STATUS_PENDING): either way the service has
     // the request now, and bad input has already been answered with its documented status.
-    let _status = dispatch(service, &handle, io_control_code, request, &passive);
+    DriverLogic::device_control(service, &handle, io_control_code, request, &passive);
 }
 
 /// `EvtRequestCancel` of a pending wait: takes it back from the service and completes it
@@ -131,7 +131,7 @@ unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
         unsafe { request::complete(request, STATUS_CANCELLED) };
         return;
     };
-    match cancel_wait(service, &handle, request.addr()) {
+    match DriverLogic::cancel(service, &handle, request.addr()) {
         // Still parked: ours alone now.
         Some(parked) => parked.complete(STATUS_CANCELLED, 0),
         // SAFETY: the service took it out of its list and loses its claim (the request is

@@ -1,19 +1,21 @@
 //! Device-control requests: `EvtIoDeviceControl` hands each `WDFREQUEST`, wrapped as a
-//! [`Request`], to the dispatcher (`ktimer_service::dispatch::dispatch`); [`Request`]
-//! implements the dispatcher's [`IoRequest`] (buffers, completion) and
-//! [`CancelableRequest`] (cancel key, cancelability, claim) for the waits the service parks;
-//! `EvtRequestCancel` ends a pending wait the I/O system cancels (`CancelIoEx`, thread exit).
+//! [`Request`], to the hosted logic (`crate::logic`); [`Request`] offers its buffers,
+//! completion, and, for requests the logic parks, the cancel key, cancelability
+//! (`WdfRequestMarkCancelableEx`) and claim (`WdfRequestUnmarkCancelable`); the timer
+//! logic presents them to its dispatcher as `IoRequest` and `CancelableRequest`
+//! (`timer_logic`). `EvtRequestCancel` ends a parked request the I/O system cancels
+//! (`CancelIoEx`, thread exit).
 //!
 //! # Completing a cancelled wait exactly once
 //!
-//! The service's claim protocol (`ktimer_service::waits`) decides between itself and the
-//! cancel routine. One window remains on the KMDF side: the service may have taken a wait
-//! out of its list and not yet called [`CancelableRequest::claim`]
+//! The logic's claim protocol (the timer service's: `ktimer_service::waits`) decides between
+//! itself and the cancel routine. One window remains on the KMDF side: the logic may have
+//! taken a wait out of its list and not yet called [`Request::claim`]
 //! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the wait gone. If
 //! the cancel routine completed the request then, the claim would touch a completed request.
 //! So in that case neither side completes alone: each bumps a counter in the request's
 //! context, and the second one completes the request with `STATUS_CANCELLED` — the cancel
-//! routine when it finds the wait gone, and the service's [`Request`] when it is dropped
+//! routine when it finds the wait gone, and the logic's [`Request`] when it is dropped
 //! after a lost claim.
 
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -24,7 +26,6 @@ use crate::sys::{
 };
 
 use crate::wdf::ContextType;
-use ktimer_service::dispatch::{CancelableRequest, IoRequest};
 
 /// Every request's context (set for the device with `WdfDeviceInitSetRequestAttributes`):
 /// the cancel hand-off counter described in the module documentation.
@@ -134,10 +135,32 @@ impl Request {
             cancel,
         }
     }
+
+    /// Completes the request with `status` and `information` bytes of output. Called once,
+    /// by the logic (through the dispatcher's `IoRequest::complete`) or by the shell's cancel
+    /// routine for a request the logic gave back, only while the driver, not the cancel
+    /// routine, owns it. `<= DISPATCH_LEVEL`.
+    pub(crate) fn complete(mut self, status: NTSTATUS, information: usize) {
+        // `usize` and `ULONG_PTR` are both 64 bits on the targets this driver builds for.
+        let information = ULONG_PTR::try_from(information).unwrap_or(0);
+        // Completed by this call: dropping `self` afterwards must not release it again.
+        self.owner = Owner::Driver;
+        // SAFETY: `handle` is an uncompleted request this value owns; `complete` consumes it,
+        // so it runs once, and only while the driver (not the cancel routine) owns it.
+        unsafe {
+            call_unsafe_wdf_function_binding!(
+                WdfRequestCompleteWithInformation,
+                self.handle,
+                status,
+                information
+            );
+        }
+    }
 }
 
-impl IoRequest for Request {
-    fn input(&self) -> &[u8] {
+impl Request {
+    /// The input bytes (`METHOD_BUFFERED`; empty if none). `PASSIVE_LEVEL` (dispatch).
+    pub(crate) fn input(&self) -> &[u8] {
         if self.input.is_null() {
             return &[];
         }
@@ -150,7 +173,8 @@ impl IoRequest for Request {
         unsafe { core::slice::from_raw_parts(self.input, self.input_length) }
     }
 
-    fn output(&mut self) -> &mut [u8] {
+    /// The output buffer (`METHOD_BUFFERED`; empty if none). `<= DISPATCH_LEVEL`.
+    pub(crate) fn output(&mut self) -> &mut [u8] {
         if self.output.is_null() {
             return &mut [];
         }
@@ -160,30 +184,15 @@ impl IoRequest for Request {
         unsafe { core::slice::from_raw_parts_mut(self.output, self.output_length) }
     }
 
-    fn complete(mut self, status: NTSTATUS, information: usize) {
-        // `usize` and `ULONG_PTR` are both 64 bits on the targets this driver builds for.
-        let information = ULONG_PTR::try_from(information).unwrap_or(0);
-        // Completed by this call: dropping `self` afterwards must not release it again.
-        self.owner = Owner::Driver;
-        // SAFETY: `handle` is an uncompleted request this value owns; the service calls
-        // `complete` once, and only while it (not the cancel routine) owns the request.
-        unsafe {
-            call_unsafe_wdf_function_binding!(
-                WdfRequestCompleteWithInformation,
-                self.handle,
-                status,
-                information
-            );
-        }
-    }
-}
-
-impl CancelableRequest for Request {
-    fn key(&self) -> usize {
+    /// The value that identifies the request among a handle's parked ones: the
+    /// `WDFREQUEST` handle. Any IRQL.
+    pub(crate) fn key(&self) -> usize {
         self.handle.addr()
     }
 
-    fn mark_cancelable(&mut self) -> bool {
+    /// `WdfRequestMarkCancelableEx` with the queue's cancel routine; `false` if the
+    /// request was already cancelled. `<= DISPATCH_LEVEL`.
+    pub(crate) fn mark_cancelable(&mut self) -> bool {
         // The cancel routine can run only after a successful mark, so the hand-off counter
         // is reset before it can be used.
         // SAFETY: `handle` is a valid request created with REQUEST_CONTEXT.
@@ -212,7 +221,9 @@ impl CancelableRequest for Request {
         }
     }
 
-    fn claim(&mut self) -> bool {
+    /// `WdfRequestUnmarkCancelable`: `true` if the driver owns the request again, `false`
+    /// if the cancel routine has it. `<= DISPATCH_LEVEL`.
+    pub(crate) fn claim(&mut self) -> bool {
         if self.owner != Owner::Cancelable {
             return true;
         }
