@@ -252,7 +252,9 @@ pub struct ExpiryRecord {
     pub fire_time: i64,
     /// `fire_time - due_time`.
     pub lateness: i64,
-    /// Expirations this run covers (1, or more when expirations were coalesced).
+    /// Expirations this run covers (1, or more when expirations were coalesced). Saturates
+    /// at [`crate::EXPIRATIONS_SATURATED`]: that value means "at least that many"; `sequence`
+    /// and the query's `expirations` (u64) stay exact.
     pub expirations: u32,
     /// 0.
     pub reserved: u32,

@@ -357,11 +357,7 @@ impl<R: IoRequest> Service<R> {
             timer_type: request.timer_type,
             flags: request.flags,
             schedule: request.schedule,
-            arming: Arming {
-                first_due: 0,
-                period: 0,
-                system_due: None,
-            },
+            arming: Arming::relative(0, 0, 0, 0),
             stats: Stats::default(),
             state: STATE_ARMED,
             arming_generation: 0,
@@ -690,10 +686,14 @@ impl<R: IoRequest> HandleCore<R> {
     /// The expiry path: a timer's DPC (`DISPATCH_LEVEL`). Counts the run, records it, and
     /// completes the waits it satisfies. No allocation.
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
-        let now =
-            i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
+            // The clocks are read under the lock: two runs of one timer overlapping on two
+            // processors are counted in the order they take it, each with a later reading.
+            let now =
+                i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+            let tick_now =
+                i64::try_from(clock::interrupt_time().as_hundred_ns()).unwrap_or(i64::MAX);
             let state = &mut *guard;
             if state.closing {
                 return;
@@ -706,10 +706,12 @@ impl<R: IoRequest> HandleCore<R> {
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
-            entry.arming.date_first_run(now, || {
-                i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX)
+            entry.arming.date_first_run(tick_now, || {
+                i64::try_from(clock::system_time().as_hundred_ns_since_1601())
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(now)
             });
-            let Some(run) = entry.stats.record_run(entry.arming, now) else {
+            let Some(run) = entry.stats.record_run(&entry.arming, now, tick_now) else {
                 return;
             };
             if entry.schedule.mode == MODE_ONE_SHOT {
@@ -727,7 +729,10 @@ impl<R: IoRequest> HandleCore<R> {
                 due_time: run.due,
                 fire_time: now,
                 lateness: run.lateness,
-                expirations: u32::try_from(run.covered).unwrap_or(u32::MAX),
+                // Saturated at `EXPIRATIONS_SATURATED` (docs/PROTOCOL.md); `sequence` and
+                // query's count are exact.
+                expirations: u32::try_from(run.covered)
+                    .unwrap_or(ktimer_abi::EXPIRATIONS_SATURATED),
                 reserved: 0,
             });
             !state.waits.is_empty()

@@ -116,11 +116,11 @@ impl Inner {
         due.clear();
         if new_tick {
             for (addr, timer) in &st.timers {
-                if let Some(setting) = &timer.set {
-                    let at = setting.due(offset);
-                    if at <= tick {
-                        due.push((at, setting.seq, *addr, EntryKind::Dpc));
-                    }
+                if let Some(setting) = &timer.set
+                    && setting.due(offset) <= tick
+                {
+                    let order = setting.order(offset);
+                    due.push((order, setting.seq, *addr, EntryKind::Dpc));
                 }
             }
         }
@@ -129,7 +129,7 @@ impl Inner {
                 let at = setting.due.interrupt(offset);
                 let limit = if timer.high_resolution { now } else { tick };
                 if at <= limit && (new_tick || timer.high_resolution) {
-                    due.push((at, setting.seq, *addr, EntryKind::ExTimer));
+                    due.push((i128::from(at), setting.seq, *addr, EntryKind::ExTimer));
                 }
             }
         }

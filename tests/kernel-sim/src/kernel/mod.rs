@@ -304,6 +304,16 @@ impl TimerSetting {
     fn due(&self, system_offset: i64) -> u64 {
         coalesce(self.base.interrupt(system_offset), self.tolerance)
     }
+
+    /// The due time that orders expiries within one tick: as [`TimerSetting::due`], but a
+    /// due time before boot keeps its place (earlier due times expire first).
+    fn order(&self, system_offset: i64) -> i128 {
+        if self.tolerance == 0 {
+            self.base.interrupt_signed(system_offset)
+        } else {
+            i128::from(self.due(system_offset))
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -421,7 +431,7 @@ pub(crate) struct State {
     trace: Vec<TraceEvent>,
     bug_check: Option<BugCheck>,
     shutdown: bool,
-    scratch: Vec<(u64, u64, usize, EntryKind)>,
+    scratch: Vec<(i128, u64, usize, EntryKind)>,
     /// `KTIMER` expiries, when [`Kernel::record_expiries`] turned the log on.
     expiry_log: Option<Vec<TimerExpiry>>,
     /// The `KTIMER` initialised last ([`Kernel::last_timer_initialized`]).
