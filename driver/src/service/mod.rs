@@ -322,12 +322,13 @@ impl<R: IoRequest> Service<R> {
             }
             match state.table.allocate() {
                 Some(id) => id,
-                // Every slot holds a live timer: the caller's quota, freed by closing one.
-                None if state.table.live_count() >= state.table.capacity() => {
+                // Closing a live timer makes room (its slot has ids left): the caller's
+                // quota, freed by closing one.
+                None if state.table.a_live_slot_can_be_reissued() => {
                     return Completion::failed(STATUS_QUOTA_EXCEEDED);
                 }
-                // Free slots remain but all are retired (their ids used up): closing timers
-                // does not help, so this is an exhausted resource, not a quota.
+                // Every free slot is retired (its ids used up) and no live timer's slot could
+                // be reissued: closing timers does not help, an exhausted resource.
                 None => return Completion::failed(STATUS_INSUFFICIENT_RESOURCES),
             }
         };
