@@ -131,6 +131,9 @@ struct HandleState<R: IoRequest> {
     timers: Vec<Option<TimerEntry<Expiry<R>>>>,
     ring: EventRing,
     waits: WaitList<R>,
+    /// DPC runs of this handle's timers that were counted (each pushed one record into the
+    /// ring, or one overrun).
+    counted_runs: u64,
 }
 
 /// What a timer's DPC calls: the handle, and which slot and generation the timer is.
@@ -227,6 +230,7 @@ impl<R: IoRequest> Service<R> {
                     timers,
                     ring,
                     waits,
+                    counted_runs: 0,
                 }),
             },
             self.config.pool_tag,
@@ -724,6 +728,7 @@ impl<R: IoRequest> HandleCore<R> {
                 slot,
             }
             .to_raw();
+            state.counted_runs = state.counted_runs.saturating_add(1);
             state.ring.push(ExpiryRecord {
                 timer_id,
                 sequence: run.sequence,
@@ -859,6 +864,16 @@ impl<R: IoRequest> FileHandle<R> {
     #[must_use]
     pub fn pending_waits(&self) -> usize {
         self.core.state.lock().waits.len()
+    }
+
+    /// Read together under the handle's lock: DPC runs counted since the handle opened,
+    /// records in the ring, overruns not yet reported. Every counted run is one record
+    /// delivered by a wait, one overrun (reported or not), or one record still in the ring.
+    /// `<= DISPATCH_LEVEL`.
+    #[must_use]
+    pub fn accounting(&self) -> (u64, usize, u64) {
+        let state = self.core.state.lock();
+        (state.counted_runs, state.ring.len(), state.ring.overruns())
     }
 
     /// Test hook of the simulator build: moves this handle's free timer slots forward to id
