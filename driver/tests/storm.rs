@@ -9,9 +9,10 @@
 //! **counted DPC runs = records delivered by waits + overruns reported + records left in the
 //! ring + overruns not yet reported** (`FileHandle::accounting`, read under one lock), and
 //! the counted runs never exceed the kernel's DPC runs; and for every record delivered, its
-//! lateness is never below minus one tick (relative timers: PROTOCOL.md's only exception is
-//! an absolute arming whose clock moved) and it covers no more expirations than its
-//! sequence. At the end: no bug check, no object or pool left.
+//! lateness is never negative on the virtual clock (relative timers), and on the real-time
+//! clock never below minus five ticks (PROTOCOL.md: ticks processed between the kernel's
+//! and the driver's clock reads at arming; the simulator's clock thread processes ticks in
+//! bursts when delayed), and it covers no more expirations than its sequence. At the end: no bug check, no object or pool left.
 //!
 //! `cargo test` runs a few seeds in about a second. The long run (docs/EVIDENCE.md §7):
 //! `KTIMER_STORM_SEEDS=2000 KTIMER_STORM_REAL_TIME_SEEDS=200 cargo test --release -p ktimer
@@ -58,7 +59,7 @@ struct Totals {
 
 /// Cancels the client's pending waits, lets them settle, and checks its accounting and
 /// every record its waits delivered.
-fn settle_and_check(client: &Client, tick: i64, totals: &mut Totals) {
+fn settle_and_check(client: &Client, early_allowed: i64, totals: &mut Totals) {
     for wait in &client.waits {
         wait.cancel();
     }
@@ -78,8 +79,8 @@ fn settle_and_check(client: &Client, tick: i64, totals: &mut Totals) {
         delivered += records.len() as u64;
         for record in &records {
             assert!(
-                record.lateness >= -tick,
-                "a record dated more than a tick after its run: {record:?}"
+                record.lateness >= -early_allowed,
+                "a record dated after its run beyond the documented bound: {record:?}"
             );
             assert_eq!(record.lateness, record.fire_time - record.due_time);
             assert!(record.expirations >= 1);
@@ -114,7 +115,13 @@ fn storm(seed: u64, real_time: bool, steps: usize) -> Totals {
             ..Config::default()
         }
     };
+    // Relative armings only: PROTOCOL.md promises lateness >= 0, except when clock ticks
+    // are processed between the kernel's and the driver's clock reads at arming (the driver
+    // reads after the kernel, so it never counts an expiration the kernel has not
+    // produced). On the virtual clock that never happens; kernel-sim's real-time clock
+    // thread processes ticks in bursts when the host delays it, so allow a few ticks there.
     let tick = i64::from(kernel_config.time_increment);
+    let early_allowed = if real_time { 5 * tick } else { 0 };
     let rig = Rig::with(
         kernel_config,
         ServiceConfig {
@@ -193,7 +200,7 @@ fn storm(seed: u64, real_time: bool, steps: usize) -> Totals {
                     waits: Vec::new(),
                 };
                 let old = std::mem::replace(client, fresh);
-                settle_and_check(&old, tick, &mut totals);
+                settle_and_check(&old, early_allowed, &mut totals);
                 old.handle.close();
             }
             _ => {
@@ -213,7 +220,7 @@ fn storm(seed: u64, real_time: bool, steps: usize) -> Totals {
     // timers keep running until each handle closes.
     rig.driver.framework.remove_device(rig.driver.device);
     for client in clients {
-        settle_and_check(&client, tick, &mut totals);
+        settle_and_check(&client, early_allowed, &mut totals);
         client.handle.close();
     }
     assert!(
