@@ -189,10 +189,13 @@ pub struct QueryResponse {
     pub period_ms: i32,
     /// Interrupt time of the current schedule's first due time.
     pub due_time: i64,
-    /// Expirations since the last arming, counted from time: a periodic timer whose DPC ran
-    /// late for several periods counts every period that elapsed.
+    /// The kernel's expirations of the current arming, counted at its DPC runs from the
+    /// clock tick (docs/PROTOCOL.md, "Expirations"): one per tick a due time fell into, so
+    /// a DPC late by several ticks counts each of them, and never one the kernel has not
+    /// produced.
     pub expirations: u64,
-    /// DPC (or high-resolution callback) runs since the last arming.
+    /// DPC (or high-resolution callback) runs since the last arming that counted an
+    /// expiration.
     pub dpc_runs: u64,
     /// Expirations that had no DPC run of their own (`expirations - dpc_runs`).
     pub coalesced: u64,
@@ -252,7 +255,9 @@ pub struct ExpiryRecord {
     pub fire_time: i64,
     /// `fire_time - due_time`.
     pub lateness: i64,
-    /// Expirations this run covers (1, or more when expirations were coalesced).
+    /// Expirations this run covers (1, or more when expirations were coalesced). Saturates
+    /// at [`crate::EXPIRATIONS_SATURATED`]: that value means "at least that many"; `sequence`
+    /// and the query's `expirations` (u64) stay exact.
     pub expirations: u32,
     /// 0.
     pub reserved: u32,

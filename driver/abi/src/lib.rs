@@ -27,3 +27,10 @@ pub use layout::*;
 /// with [`status::STATUS_REVISION_MISMATCH`]; [`ioctl::IOCTL_KTIMER_GET_INFO`] takes no request
 /// so that any client can learn the driver's version.
 pub const ABI_VERSION: u32 = 1;
+
+/// An [`ExpiryRecord`]'s `expirations` when the run covered this many or more (the field
+/// saturates, it never wraps): the flag that the count is a lower bound. The record's
+/// `sequence` and the query's `expirations` are u64 and exact. A run covers at most one
+/// expiration per clock tick since the previous run, so this needs a DPC left unrun for
+/// 2^32 - 1 ticks (24.8 days at the shortest, 0.5 ms, tick). See docs/PROTOCOL.md.
+pub const EXPIRATIONS_SATURATED: u32 = u32::MAX;

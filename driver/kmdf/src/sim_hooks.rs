@@ -47,6 +47,13 @@ pub struct HandleCounts {
     pub ready_records: usize,
     /// Waits pending.
     pub pending_waits: usize,
+    /// DPC runs counted since the handle opened, read under one lock with `ring_records`
+    /// and `unreported_overruns` (`FileHandle::accounting`).
+    pub counted_runs: u64,
+    /// Records in the ring at that moment.
+    pub ring_records: usize,
+    /// Overruns not yet reported by a wait at that moment.
+    pub unreported_overruns: u64,
 }
 
 /// The counts of the service handle behind `file`, or `None` if it has none (its create
@@ -59,10 +66,14 @@ pub struct HandleCounts {
 pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
     // SAFETY: a live file object whose close does not overlap (our contract).
     let handle = unsafe { contexts::handle(file) }?;
+    let (counted_runs, ring_records, unreported_overruns) = handle.accounting();
     Some(HandleCounts {
         timers: handle.timer_count(),
         ready_records: handle.ready_records(),
         pending_waits: handle.pending_waits(),
+        counted_runs,
+        ring_records,
+        unreported_overruns,
     })
 }
 

@@ -1,18 +1,27 @@
 //! Model-based random test: seeded random sequences of create / set / cancel / query / close
 //! / wait / `CancelIoEx` / handle close, virtual-time advances, DPCs left queued across
-//! ticks, and system-clock jumps forward and back, run against the driver (through
-//! [`adapter`]) and against a reference model of the documented semantics ([`reference`]).
-//! After every step every observable is compared: statuses, `was_armed`, query responses
-//! (state, signaled, due time, counts, lateness), the records each wait completes with and
-//! their order, overruns, which waits are still pending; and no record of a relative timer,
-//! or of an absolute timer whose clock did not move while its DPC was queued, is early.
+//! ticks, system-clock jumps forward and back (also inside the window between a timer's
+//! expiry and its DPC run), and absolute due times in the past (minutes to centuries), run
+//! against the driver (through [`adapter`]) and against a reference model of the documented
+//! semantics ([`reference`]). After every step every observable is compared: statuses,
+//! `was_armed`, query responses (state, signaled, due time, counts, lateness), the records
+//! each wait completes with and their order, overruns, which waits are still pending.
+//!
+//! Expiration counts are checked against the **simulated kernel's own expiry events**
+//! (`Kernel::record_expiries`): after every step the kernel's expiries must be exactly the
+//! model's kernel expiries, the model's service takes each run's count and due time from
+//! those expiries (only an absolute arming whose clock moved before its first run uses
+//! PROTOCOL.md's conservative count), no record or query counts more expirations than the
+//! kernel produced, and no record is dated after its run outside that documented case.
 //!
 //! `cargo test` runs a bounded number of cases (a few seconds). A long run:
 //! `KTIMER_MODEL_CASES=20000 KTIMER_MODEL_SEED=1 cargo test --release -p ktimer --test
 //! service_model -- --nocapture` (counts in docs/EVIDENCE.md). A failure prints the seed,
 //! the case, the steps that led to it and the first difference; `KTIMER_MODEL_TRACE=1` also
 //! prints the model's kernel expiries and DPC runs; `KTIMER_MODEL_WITHOUT=...` narrows the
-//! operations (see `Case::generate`).
+//! operations (see `Case::generate`); `KTIMER_MODEL_CASE=n` runs only case `n`. Both tests
+//! read `KTIMER_MODEL_CASES` (cases per test, default 250) and `KTIMER_MODEL_SEED`;
+//! docs/EVIDENCE.md §6 records long runs.
 #![cfg(not(windows))]
 #![allow(
     clippy::too_many_lines,
@@ -24,10 +33,11 @@ mod adapter;
 #[path = "model/reference.rs"]
 mod reference;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use kernel_sim::{Config, DEFAULT_BOOT_SYSTEM_TIME, Kernel};
+use kernel_sim::{Config, DEFAULT_BOOT_SYSTEM_TIME, Kernel, ObjectId};
 use ktimer_abi::codec::{WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
     IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
@@ -124,6 +134,12 @@ enum Op {
     SetSystemTime {
         delta: i64,
     },
+    /// Time moves with DPCs left queued (timers expire, their DPCs wait), then the system
+    /// clock moves: a clock change inside the window between an expiry and its DPC run.
+    ExpireThenSetClock {
+        ms: i64,
+        delta: i64,
+    },
 }
 
 /// One run: the kernel, the driver on it, the model, and the waits in flight.
@@ -135,6 +151,8 @@ struct Case {
     ios: Vec<Io>,
     log: Vec<String>,
     without: Option<String>,
+    /// The kernel's timer objects, by the driver timer id whose create initialised them.
+    kernel_timers: HashMap<ObjectId, u64>,
 }
 
 fn encode<T: Encode>(message: &T) -> Vec<u8> {
@@ -179,6 +197,7 @@ impl Case {
             trace: false,
             ..Config::default()
         });
+        kernel.record_expiries(true);
         let driver = Driver::load(&kernel, config);
         let handles = (0..HANDLES)
             .map(|_| Some(driver.open().expect("a handle opens")))
@@ -191,6 +210,7 @@ impl Case {
             ios: Vec::new(),
             log: Vec::new(),
             without: std::env::var("KTIMER_MODEL_WITHOUT").ok(),
+            kernel_timers: HashMap::new(),
         }
     }
 
@@ -215,7 +235,21 @@ impl Case {
     fn schedule(&self, rng: &mut Rng) -> Schedule {
         let periodic = rng.chance(40);
         let (flags, due_time) = if rng.chance(35) && !self.without("absolute") {
-            let due = self.model.system_now() + rng.range(-20, 40) * MS;
+            let now = self.model.system_now();
+            let due = if rng.chance(25) && !self.without("past") {
+                // In the past: minutes, hours, years or centuries ago (down to 100 ns after
+                // 1601, the earliest time accepted).
+                let minute = 60 * 1_000 * MS;
+                let year = 365 * 24 * 60 * minute;
+                match rng.below(4) {
+                    0 => now - rng.range(1, 59) * minute,
+                    1 => now - rng.range(60, 60 * 24) * minute,
+                    2 => now - rng.range(1, 99) * year,
+                    _ => now - rng.range(100, 500) * year,
+                }
+            } else {
+                now + rng.range(-20, 40) * MS
+            };
             (SCHEDULE_ABSOLUTE, due.max(1))
         } else {
             (0, rng.range(0, 40) * MS)
@@ -265,6 +299,7 @@ impl Case {
         match op {
             Op::SetSystemTime { .. } if self.without("clock") => Op::Advance { ms: 1 },
             Op::AdvanceDpcsQueued { .. } if self.without("delay") => Op::Advance { ms: 1 },
+            Op::ExpireThenSetClock { .. } if self.without("window") => Op::Advance { ms: 1 },
             Op::Create { .. }
                 if self.without("crowd")
                     && (0..HANDLES).any(|other| !self.model.live_ids(other).is_empty()) =>
@@ -323,8 +358,16 @@ impl Case {
             66..=81 => Op::Advance {
                 ms: rng.range(1, 40),
             },
-            82..=91 => Op::AdvanceDpcsQueued {
+            82..=88 => Op::AdvanceDpcsQueued {
                 ms: rng.range(1, 40),
+            },
+            89..=92 => Op::ExpireThenSetClock {
+                ms: rng.range(1, 40),
+                delta: match rng.below(3) {
+                    0 => 10_000 * MS,
+                    1 => -10_000 * MS,
+                    _ => rng.range(-30, 30) * MS,
+                },
             },
             _ => Op::SetSystemTime {
                 delta: match rng.below(4) {
@@ -364,6 +407,11 @@ impl Case {
                 )?;
                 if let Some(id) = issued {
                     self.log.push(format!("    -> id {id:#x}"));
+                    let object = self
+                        .kernel
+                        .last_timer_initialized()
+                        .ok_or("create initialised no KTIMER")?;
+                    self.kernel_timers.insert(object, id);
                 }
             }
             Op::Set {
@@ -477,12 +525,48 @@ impl Case {
                 self.kernel.set_system_time(to);
                 self.model.set_system_time(to);
             }
+            Op::ExpireThenSetClock { ms, delta } => {
+                self.kernel
+                    .advance_without_running_dpcs(Duration::from_millis(ms.unsigned_abs()));
+                self.model.advance(ms * MS, false);
+                self.compare_expiries()?;
+                let to = self.model.system_now() + delta;
+                self.kernel.set_system_time(to);
+                self.model.set_system_time(to);
+            }
         }
+        self.compare_expiries()?;
         self.compare_waits()?;
         if let Some(record) = self.model.sign_violations.first() {
-            return Err(format!("the model dated a record early: {record:?}"));
+            return Err(format!("a record is dated after its run: {record:?}"));
+        }
+        if let Some(invented) = self.model.invented.first() {
+            return Err(format!(
+                "more expirations than the kernel produced: {invented}"
+            ));
         }
         Ok(())
+    }
+
+    /// The simulated kernel's own expiries since the last step, against the model's kernel.
+    fn compare_expiries(&mut self) -> Result<(), String> {
+        let mut kernel: Vec<(u64, i64, i64)> = self
+            .kernel
+            .take_expiries()
+            .into_iter()
+            .map(|expiry| {
+                let id = self.kernel_timers.get(&expiry.timer).copied().unwrap_or(0);
+                (id, i64::try_from(expiry.at).unwrap(), expiry.due)
+            })
+            .collect();
+        let mut model = self.model.take_expiries();
+        kernel.sort_unstable();
+        model.sort_unstable();
+        compare(
+            "kernel expiries (timer, tick, latest due covered)",
+            &format!("{model:?}"),
+            &format!("{kernel:?}"),
+        )
     }
 
     /// Every submitted wait: pending on both sides, or completed identically.
@@ -600,7 +684,13 @@ fn run(name: &str, tick: u32, seed: u64, cases: u64, steps: usize) -> (u64, u64)
         ring_capacity: config.event_ring_capacity,
     };
     let mut total_steps = 0;
+    let only = std::env::var("KTIMER_MODEL_CASE")
+        .ok()
+        .and_then(|value| value.parse::<u64>().ok());
     for case in 0..cases {
+        if only.is_some_and(|only| only != case) {
+            continue;
+        }
         let case_seed = seed.wrapping_mul(0x1_0000_0001).wrapping_add(case);
         let mut rng = Rng(case_seed);
         let mut run = Case::new(tick, limits, config);

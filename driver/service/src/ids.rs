@@ -211,6 +211,16 @@ impl SlotTable {
         self.slots.iter().filter(|meta| meta.live).count()
     }
 
+    /// Whether closing a live timer would free a slot that can be issued again (one whose
+    /// generation is not the last): then a failed allocation is the caller's quota, not an
+    /// exhausted resource. Any IRQL.
+    #[must_use]
+    pub fn a_live_slot_can_be_reissued(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|meta| meta.live && meta.generation < LAST_GENERATION)
+    }
+
     /// The slot count.
     #[must_use]
     pub fn capacity(&self) -> usize {

@@ -143,6 +143,9 @@ struct HandleState<R: PendingWait> {
     timers: Vec<Option<TimerEntry<Expiry<R>>>>,
     ring: EventRing,
     waits: WaitList<R>,
+    /// DPC runs of this handle's timers that were counted (each pushed one record into the
+    /// ring, or one overrun).
+    counted_runs: u64,
 }
 
 /// What a timer's DPC calls: the handle, and which slot and generation the timer is.
@@ -239,6 +242,7 @@ impl<R: PendingWait> Service<R> {
                     timers,
                     ring,
                     waits,
+                    counted_runs: 0,
                 }),
             },
             self.config.pool_tag,
@@ -326,12 +330,13 @@ impl<R: PendingWait> Service<R> {
             }
             match state.table.allocate() {
                 Some(id) => id,
-                // Every slot holds a live timer: the caller's quota, freed by closing one.
-                None if state.table.live_count() >= state.table.capacity() => {
+                // Closing a live timer makes room (its slot has ids left): the caller's
+                // quota, freed by closing one.
+                None if state.table.a_live_slot_can_be_reissued() => {
                     return Err(STATUS_QUOTA_EXCEEDED);
                 }
-                // Free slots remain but all are retired (their ids used up): closing timers
-                // does not help, so this is an exhausted resource, not a quota.
+                // Every free slot is retired (its ids used up) and no live timer's slot could
+                // be reissued: closing timers does not help, an exhausted resource.
                 None => return Err(STATUS_INSUFFICIENT_RESOURCES),
             }
         };
@@ -361,11 +366,7 @@ impl<R: PendingWait> Service<R> {
             timer_type: request.timer_type,
             flags: request.flags,
             schedule: request.schedule,
-            arming: Arming {
-                first_due: 0,
-                period: 0,
-                system_due: None,
-            },
+            arming: Arming::relative(0, 0, 0, 0),
             stats: Stats::default(),
             state: STATE_ARMED,
             arming_generation: 0,
@@ -624,10 +625,14 @@ impl<R: PendingWait> HandleCore<R> {
     /// The expiry path: a timer's DPC (`DISPATCH_LEVEL`). Counts the run, records it, and
     /// completes the waits it satisfies. No allocation.
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
-        let now =
-            i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
+            // The clocks are read under the lock: two runs of one timer overlapping on two
+            // processors are counted in the order they take it, each with a later reading.
+            let now =
+                i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+            let tick_now =
+                i64::try_from(clock::interrupt_time().as_hundred_ns()).unwrap_or(i64::MAX);
             let state = &mut *guard;
             if state.closing {
                 return;
@@ -640,10 +645,12 @@ impl<R: PendingWait> HandleCore<R> {
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
-            entry.arming.date_first_run(now, || {
-                i64::try_from(clock::system_time().as_hundred_ns_since_1601()).unwrap_or(i64::MAX)
+            entry.arming.date_first_run(tick_now, || {
+                i64::try_from(clock::system_time().as_hundred_ns_since_1601())
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(now)
             });
-            let Some(run) = entry.stats.record_run(entry.arming, now) else {
+            let Some(run) = entry.stats.record_run(&entry.arming, now, tick_now) else {
                 return;
             };
             if entry.schedule.mode == MODE_ONE_SHOT {
@@ -655,13 +662,17 @@ impl<R: PendingWait> HandleCore<R> {
                 slot,
             }
             .to_raw();
+            state.counted_runs = state.counted_runs.saturating_add(1);
             state.ring.push(ExpiryRecord {
                 timer_id,
                 sequence: run.sequence,
                 due_time: run.due,
                 fire_time: now,
                 lateness: run.lateness,
-                expirations: u32::try_from(run.covered).unwrap_or(u32::MAX),
+                // Saturated at `EXPIRATIONS_SATURATED` (docs/PROTOCOL.md); `sequence` and
+                // query's count are exact.
+                expirations: u32::try_from(run.covered)
+                    .unwrap_or(ktimer_abi::EXPIRATIONS_SATURATED),
                 reserved: 0,
             });
             !state.waits.is_empty()
@@ -801,6 +812,16 @@ impl<R: PendingWait> FileHandle<R> {
     #[must_use]
     pub fn pending_waits(&self) -> usize {
         self.core.state.lock().waits.len()
+    }
+
+    /// Read together under the handle's lock: DPC runs counted since the handle opened,
+    /// records in the ring, overruns not yet reported. Every counted run is one record
+    /// delivered by a wait, one overrun (reported or not), or one record still in the ring.
+    /// `<= DISPATCH_LEVEL`.
+    #[must_use]
+    pub fn accounting(&self) -> (u64, usize, u64) {
+        let state = self.core.state.lock();
+        (state.counted_runs, state.ring.len(), state.ring.overruns())
     }
 
     /// Test hook of the simulator build: moves this handle's free timer slots forward to id

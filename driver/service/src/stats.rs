@@ -1,19 +1,31 @@
-//! Per-arming expiry accounting: which expiration a DPC run covers, counted from time, and
-//! the lateness statistics. Pure integer arithmetic on interrupt times (100 ns units), no
-//! allocation, so the expiry path (`DISPATCH_LEVEL`) can use it.
+//! Per-arming expiry accounting: which expirations a DPC run covers, counted from the tick
+//! clock, and the lateness statistics. Pure integer arithmetic on interrupt times (100 ns
+//! units), no allocation, so the expiry path (`DISPATCH_LEVEL`) can use it.
 //!
-//! Why from time: a DPC object is queued at most once, so when a periodic timer expires again
-//! before its DPC ran, the kernel does not queue a second run. The run that does happen at
-//! time `now` covers every expiration due at or before `now`: expiration `n` is due at
-//! `first_due + (n - 1) * period`. Every run covers at least one new expiration (the kernel may
-//! fire up to a tick early, so "due at or before now" alone would miss one).
+//! What `expirations` is (docs/PROTOCOL.md, "Expirations"): the number of times the kernel
+//! expired the arming. The kernel expires timers on clock ticks: at a tick, a timer due at or
+//! before it expires **once** (due times of a periodic timer that passed within one tick are
+//! one expiry), and a periodic one is re-armed for the first due time of its grid
+//! (`first_due + k * period`) after that tick. So the kernel's expirations by the tick `L`
+//! are one at the first tick `T0` after the arming at or after the first due time, plus one
+//! per later tick up to `L` that a due time fell into: `1 + min(due times in (T0, L], ticks
+//! in (T0, L])` ([`Arming::expirations_by`]).
+//!
+//! The driver sees only DPC runs. A DPC object is queued at most once, so expirations that
+//! find it queued get no run of their own; the run that does happen counts them from the tick
+//! clock (`KeQueryInterruptTime`, the clock the kernel expires timers on), never from the
+//! precise time of the run: a run delayed past due times the kernel has not reached yet
+//! (they expire on the next tick) does not count them. Every run proves one expiration of its
+//! own, so the count is also at least the number of runs. Both bounds are expirations the
+//! kernel produced, so the count never exceeds the kernel's.
 //!
 //! Every run handed to [`Stats::record_run`] belongs to the current arming: the service
 //! never lets a run of an earlier arming reach it (a re-arm waits for the DPCs the previous
 //! arming queued; see `TimerEntry`), so no run is dropped for coming "early".
 //!
 //! An absolute arming is due when the system clock reads its due time, which clock changes
-//! move in interrupt time; its first run fixes `first_due` (see [`Arming::date_first_run`]).
+//! move in interrupt time; its first run dates it in interrupt time
+//! ([`Arming::date_first_run`]).
 
 /// When the current arming expires, in interrupt time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,9 +38,79 @@ pub struct Arming {
     /// An absolute arming's due time (system time), until its first run dates it in
     /// interrupt time; `None` for a relative arming or once dated.
     pub system_due: Option<i64>,
+    /// Interrupt time of the last clock tick when the timer was armed (read after the
+    /// kernel set it): the kernel expires it on a later tick.
+    pub armed_tick: i64,
+    /// The clock tick (`KeQueryTimeIncrement`), 100 ns; 0 for a high-resolution timer, which
+    /// expires at its exact due times.
+    pub tick: i64,
+    /// System time minus interrupt time when armed (an absolute arming's clock).
+    pub system_offset: i64,
+    /// Set by an absolute arming's first run to its tick: that run counts one expiration,
+    /// and later ones are counted one per `max(period, tick)` from here (see
+    /// [`Arming::date_first_run`] for why).
+    pub counted_from: Option<i64>,
+}
+
+/// Due times of the grid `first + k * period` (k >= 0) at or before `at`.
+fn grid_count(first: i64, period: i64, at: i64) -> i128 {
+    if at < first || period <= 0 {
+        return i128::from(at >= first);
+    }
+    (i128::from(at) - i128::from(first)) / i128::from(period) + 1
+}
+
+/// The latest due time of the grid at or before `at` (`first` if there is none).
+fn grid_latest(first: i64, period: i64, at: i64) -> i64 {
+    let count = grid_count(first, period, at).max(1);
+    clamp(i128::from(first) + (count - 1) * i128::from(period.max(0)))
+}
+
+fn clamp(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn clamp_u64(value: i128) -> u64 {
+    u64::try_from(value.max(0)).unwrap_or(u64::MAX)
 }
 
 impl Arming {
+    /// A relative (or high-resolution) arming: first due at `first_due`, armed at the tick
+    /// `armed_tick`; `tick` 0 for a high-resolution timer. Any IRQL.
+    #[must_use]
+    pub fn relative(first_due: i64, period: i64, armed_tick: i64, tick: i64) -> Self {
+        Self {
+            first_due,
+            period,
+            system_due: None,
+            armed_tick,
+            tick,
+            system_offset: 0,
+            counted_from: None,
+        }
+    }
+
+    /// An absolute arming due at system time `system_due`, armed at the tick `armed_tick`
+    /// with the system clock at `system_offset` from interrupt time. Any IRQL.
+    #[must_use]
+    pub fn absolute(
+        system_due: i64,
+        period: i64,
+        armed_tick: i64,
+        tick: i64,
+        system_offset: i64,
+    ) -> Self {
+        Self {
+            first_due: system_due.saturating_sub(system_offset),
+            period,
+            system_due: Some(system_due),
+            armed_tick,
+            tick,
+            system_offset,
+            counted_from: None,
+        }
+    }
+
     /// The interrupt time of the first expiration as of a clock reading: for an absolute
     /// arming not yet run, the interrupt time at which the system clock reads its due time
     /// if the clock is not changed again (`system_now - interrupt_now` is the clock's
@@ -41,19 +123,114 @@ impl Arming {
         }
     }
 
-    /// At the first run of an absolute arming: the kernel expired it because the system
-    /// clock reached its due time, so that due time is dated in interrupt time with the
-    /// clock as it reads now, and later periods count from there (they are intervals). Its
-    /// lateness is then `system_now - system_due`. Does nothing for a relative arming or
-    /// after the first run. Any IRQL; no allocation.
+    /// At the first run of an absolute arming (`tick_now` the last clock tick,
+    /// `system_offset` the system clock's offset from interrupt time now): dates its first
+    /// due time in interrupt time. Does nothing for a relative arming or after the first run.
+    /// Any IRQL; no allocation.
     ///
-    /// `system_now` reads the system clock; it is called only for that first run, so the
-    /// expiry path of a relative or already dated arming does not read a second clock.
-    pub fn date_first_run(&mut self, interrupt_now: i64, system_now: impl FnOnce() -> i64) {
-        if self.system_due.is_some() {
-            self.first_due = self.first_due_at(interrupt_now, system_now());
-            self.system_due = None;
+    /// The kernel expired it on a tick at or before `tick_now`, when the system clock read
+    /// its due time, with the clock's offset as it was then. The run sees only the offsets at
+    /// arming and now: the clock may have moved before the expiry (the offset now is the one
+    /// the kernel used), after it (the offset at arming is), or away and back (neither). The
+    /// first due time is dated as the later of the two datings that are not after
+    /// `tick_now` (else `tick_now`): exact if the clock did not move, or moved once. The
+    /// kernel's grid of later periods may still have another phase, so the count does not
+    /// rely on it: the first run counts one expiration at `tick_now`
+    /// ([`Arming::counted_from`]) and later ones one per `max(period, tick)` from there, which
+    /// the kernel (expiring once per tick, or once per due time) cannot have fallen short of.
+    pub fn date_first_run(&mut self, tick_now: i64, system_offset: impl FnOnce() -> i64) {
+        let Some(system_due) = self.system_due.take() else {
+            return;
+        };
+        let now_dating = system_due.saturating_sub(system_offset());
+        let armed_dating = system_due.saturating_sub(self.system_offset);
+        self.first_due = [now_dating, armed_dating]
+            .into_iter()
+            .filter(|dating| *dating <= tick_now)
+            .max()
+            .unwrap_or(tick_now);
+        self.counted_from = Some(tick_now);
+    }
+
+    /// The first tick at which the kernel expires this arming: the first tick after the
+    /// arming's tick that is at or after the first due time (a due time at or before the
+    /// arming's tick, e.g. in the past, expires at the next tick). Ticks every `tick` from
+    /// `armed_tick`.
+    fn first_tick(&self) -> i64 {
+        let tick = i128::from(self.tick.max(1));
+        let ahead = i128::from(self.first_due) - i128::from(self.armed_tick);
+        let ticks = if ahead <= 0 {
+            1
+        } else {
+            ((ahead + tick - 1) / tick).max(1)
+        };
+        clamp(i128::from(self.armed_tick) + ticks * tick)
+    }
+
+    /// The number of expirations the kernel has produced for this arming by the clock tick
+    /// `tick_now` (a high-resolution arming: by the precise time `now`). Any IRQL.
+    ///
+    /// Exact when the kernel's ticks come every `tick` (what the simulator does; on Windows
+    /// `KeQueryTimeIncrement` is the longest tick, and with shorter ticks the kernel expires
+    /// a timer at least as often, so this is never more than the kernel produced).
+    #[must_use]
+    pub fn expirations_by(&self, tick_now: i64, now: i64) -> u64 {
+        if self.period <= 0 {
+            let at = if self.tick <= 0 { now } else { tick_now };
+            let due = if self.tick <= 0 {
+                self.first_due
+            } else {
+                self.first_tick()
+            };
+            return u64::from(at >= due);
         }
+        if self.tick <= 0 {
+            // A high-resolution timer expires at each due time.
+            return clamp_u64(grid_count(self.first_due, self.period, now));
+        }
+        let tick = i128::from(self.tick);
+        if let Some(from) = self.counted_from {
+            if tick_now < from {
+                return 0;
+            }
+            let step = tick.max(i128::from(self.period));
+            return clamp_u64(1 + (i128::from(tick_now) - i128::from(from)) / step);
+        }
+        let first_tick = self.first_tick();
+        if tick_now < first_tick {
+            return 0;
+        }
+        let by_grid = grid_count(self.first_due, self.period, tick_now)
+            - grid_count(self.first_due, self.period, first_tick);
+        let by_ticks = (i128::from(tick_now) - i128::from(first_tick)) / tick;
+        clamp_u64(1 + by_grid.min(by_ticks))
+    }
+
+    /// The due time of expiration `sequence` (1-based): the latest due time it covered.
+    /// Any IRQL.
+    #[must_use]
+    pub fn due_of(&self, sequence: u64) -> i64 {
+        if self.period <= 0 {
+            return self.first_due;
+        }
+        let later = i128::from(sequence.max(1) - 1);
+        let period = i128::from(self.period);
+        if self.tick <= 0 {
+            return clamp(i128::from(self.first_due) + later * period);
+        }
+        let tick = i128::from(self.tick);
+        let expired_at = if let Some(from) = self.counted_from {
+            i128::from(from) + later * tick.max(period)
+        } else {
+            let first_tick = self.first_tick();
+            if period >= tick {
+                // One due time per tick: the `later`-th due time after the first tick.
+                let index = grid_count(self.first_due, self.period, first_tick) - 1 + later;
+                return clamp(i128::from(self.first_due) + index * period);
+            }
+            i128::from(first_tick) + later * tick
+        };
+        grid_latest(self.first_due, self.period, clamp(expired_at))
     }
 }
 
@@ -73,7 +250,7 @@ pub struct Run {
 /// Counters since the last arming.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Expirations counted from time.
+    /// Expirations counted (see the module documentation).
     pub expirations: u64,
     /// DPC runs.
     pub dpc_runs: u64,
@@ -88,32 +265,32 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Accounts a DPC run of the current arming at interrupt time `now` (an absolute arming
-    /// dated first, [`Arming::date_first_run`]). A second run of a one-shot arming is
-    /// ignored (`None`). Any IRQL; no allocation.
-    pub fn record_run(&mut self, arming: Arming, now: i64) -> Option<Run> {
+    /// Accounts a DPC run of the current arming at the precise interrupt time `now`, the
+    /// last clock tick being `tick_now` (an absolute arming dated first,
+    /// [`Arming::date_first_run`]). Any IRQL; no allocation.
+    ///
+    /// `None` (not counted, no record) for a second run of a one-shot arming, and for a run
+    /// that finds no expiration left to count: an earlier run of the same periodic timer
+    /// that overlapped it (on another processor) read the clock after the kernel queued this
+    /// one and already counted its expiration.
+    pub fn record_run(&mut self, arming: &Arming, now: i64, tick_now: i64) -> Option<Run> {
         let sequence = if arming.period <= 0 {
             if self.expirations > 0 {
                 return None;
             }
             1
         } else {
-            let elapsed = now.saturating_sub(arming.first_due);
-            let by_time = if elapsed < 0 {
-                0
-            } else {
-                // period > 0 here, and elapsed >= 0: the quotient is non-negative.
-                u64::try_from(elapsed / arming.period)
-                    .unwrap_or(0)
-                    .saturating_add(1)
-            };
-            by_time.max(self.expirations.saturating_add(1))
+            let runs = self.dpc_runs.saturating_add(1);
+            arming
+                .expirations_by(tick_now, now)
+                .max(runs)
+                .max(self.expirations)
         };
-        let covered = sequence.saturating_sub(self.expirations);
-        let periods_before = i64::try_from(sequence.saturating_sub(1)).unwrap_or(i64::MAX);
-        let due = arming
-            .first_due
-            .saturating_add(periods_before.saturating_mul(arming.period.max(0)));
+        if sequence <= self.expirations {
+            return None;
+        }
+        let covered = sequence - self.expirations;
+        let due = arming.due_of(sequence);
         let lateness = now.saturating_sub(due);
 
         self.expirations = sequence;
@@ -157,24 +334,26 @@ impl Stats {
 mod tests {
     use super::*;
 
+    /// The default tick, 15.625 ms.
+    const TICK: i64 = 156_250;
+    const MS: i64 = 10_000;
+
+    fn run(stats: &mut Stats, arming: &Arming, now: i64) -> Option<(u64, i64, i64, u64)> {
+        let tick_now = now / TICK * TICK;
+        stats
+            .record_run(arming, now, tick_now)
+            .map(|run| (run.sequence, run.due, run.lateness, run.covered))
+    }
+
     #[test]
     fn a_one_shot_counts_once() {
         let mut stats = Stats::default();
-        let arming = Arming {
-            first_due: 1_000,
-            period: 0,
-            system_due: None,
-        };
+        let arming = Arming::relative(20 * MS, 0, 0, TICK);
         assert_eq!(
-            stats.record_run(arming, 1_200),
-            Some(Run {
-                sequence: 1,
-                due: 1_000,
-                lateness: 200,
-                covered: 1
-            })
+            run(&mut stats, &arming, 2 * TICK),
+            Some((1, 20 * MS, 2 * TICK - 20 * MS, 1))
         );
-        assert_eq!(stats.record_run(arming, 5_000), None);
+        assert_eq!(run(&mut stats, &arming, 9 * TICK), None);
         assert_eq!(
             (stats.expirations, stats.dpc_runs, stats.coalesced()),
             (1, 1, 0)
@@ -182,119 +361,169 @@ mod tests {
     }
 
     #[test]
-    fn a_late_periodic_run_covers_every_elapsed_period() {
+    fn a_late_periodic_run_covers_every_period_the_kernel_expired() {
+        // Period 40 ms on a 15.625 ms tick: due 40, 80, 120, 160 ms expire at the ticks
+        // 46.875, 93.75, 125, 171.875 ms. The first run is on time, the next is late.
         let mut stats = Stats::default();
-        let arming = Arming {
-            first_due: 10_000,
-            period: 10_000,
-            system_due: None,
-        };
-        assert_eq!(stats.record_run(arming, 10_000).map(|r| r.covered), Some(1));
-        // Due at 20k, 30k, 40k; the run comes at 45k: three expirations, lateness from 40k.
+        let arming = Arming::relative(40 * MS, 40 * MS, 0, TICK);
+        assert_eq!(run(&mut stats, &arming, 3 * TICK).map(|r| r.3), Some(1));
         assert_eq!(
-            stats.record_run(arming, 45_000),
-            Some(Run {
-                sequence: 4,
-                due: 40_000,
-                lateness: 5_000,
-                covered: 3
-            })
+            run(&mut stats, &arming, 11 * TICK + 5 * MS),
+            Some((4, 160 * MS, 11 * TICK + 5 * MS - 160 * MS, 3))
         );
         assert_eq!(
             (stats.expirations, stats.dpc_runs, stats.coalesced()),
             (4, 2, 2)
         );
-        assert_eq!(
-            (stats.lateness_min, stats.lateness_max, stats.lateness_last),
-            (0, 5_000, 5_000)
-        );
-        assert_eq!(stats.lateness_mean(), 2_500);
+        assert!(stats.lateness_min >= 0);
     }
 
     #[test]
-    fn an_early_run_still_counts_one_expiration() {
+    fn a_run_delayed_past_a_due_time_the_kernel_has_not_expired_yet_does_not_count_it() {
+        // Issue 19, defect 0: period 18 ms; the kernel expires due 18 ms at the 31.25 ms
+        // tick; the DPC runs late at 40 ms, before the kernel (next tick 46.875 ms) expired
+        // due 36 ms. That run covers one expiration, the next run the second.
         let mut stats = Stats::default();
-        let arming = Arming {
-            first_due: 100_000,
-            period: 50_000,
-            system_due: None,
-        };
+        let arming = Arming::relative(18 * MS, 18 * MS, 0, TICK);
         assert_eq!(
-            stats.record_run(arming, 99_000),
-            Some(Run {
-                sequence: 1,
-                due: 100_000,
-                lateness: -1_000,
-                covered: 1
-            })
+            run(&mut stats, &arming, 40 * MS),
+            Some((1, 18 * MS, 22 * MS, 1))
         );
-        // Expiration 2 is due at 150k; the kernel fires a little early.
         assert_eq!(
-            stats
-                .record_run(arming, 149_500)
-                .map(|r| (r.sequence, r.lateness)),
-            Some((2, -500))
+            run(&mut stats, &arming, 3 * TICK),
+            Some((2, 36 * MS, 3 * TICK - 36 * MS, 1))
         );
-        assert_eq!(stats.lateness_mean(), -750);
+        // At 1,046.875 ms (a tick) the kernel has expired due 18 .. 1044 ms: 58 times.
+        assert_eq!(run(&mut stats, &arming, 67 * TICK).map(|r| r.0), Some(58));
+        assert!(stats.lateness_min >= 0, "no record dated after its run");
     }
 
     #[test]
-    fn an_absolute_arming_is_dated_by_its_first_run_with_the_clock_as_it_reads_then() {
-        // Armed for system time 5_000_000 when the clock read 1_000_000 at interrupt 100:
-        // estimated due 4_000_100. The clock then moved forward by 3_000_100.
-        let mut arming = Arming {
-            first_due: 4_000_100,
-            period: 1_000,
-            system_due: Some(5_000_000),
-        };
-        assert_eq!(arming.first_due_at(200, 4_000_200), 1_000_000);
-        // The first run comes at interrupt 1_000_300 (system 5_000_300): 300 late.
-        arming.date_first_run(1_000_300, || 5_000_300);
-        assert_eq!((arming.first_due, arming.system_due), (1_000_000, None));
+    fn a_period_shorter_than_the_tick_counts_one_expiration_per_tick() {
+        // 1 ms period: the kernel expires it once per tick, covering ~15 due times each.
         let mut stats = Stats::default();
-        let run = stats.record_run(arming, 1_000_300).unwrap();
-        assert_eq!((run.sequence, run.due, run.lateness), (1, 1_000_000, 300));
+        let arming = Arming::relative(MS, MS, 0, TICK);
+        assert_eq!(run(&mut stats, &arming, TICK), Some((1, 15 * MS, 6_250, 1)));
+        assert_eq!(run(&mut stats, &arming, 2 * TICK).map(|r| r.0), Some(2));
+        // A run delayed over four ticks covers four expirations, not 60 due times.
+        let late = run(&mut stats, &arming, 6 * TICK + 3 * MS).unwrap();
+        assert_eq!((late.0, late.3), (6, 4));
+        assert_eq!(
+            late.1,
+            93 * MS,
+            "the latest due time at or before the 93.75 ms tick"
+        );
+    }
+
+    #[test]
+    fn a_past_absolute_periodic_due_time_counts_one_expiration_at_the_next_tick() {
+        // Issue 19, defect 2: due 1 h ago, period 7 ms, armed at the 10th tick.
+        let hour = 36_000_000_000;
+        let armed = 10 * TICK;
+        let offset = 1_000 * hour;
+        let mut arming = Arming::absolute(offset + armed - hour, 7 * MS, armed, TICK, offset);
+        arming.date_first_run(11 * TICK, || offset);
+        let mut stats = Stats::default();
+        let first = run(&mut stats, &arming, 11 * TICK).unwrap();
+        assert_eq!((first.0, first.3), (1, 1), "one expiration, not 514,288");
+        assert!(
+            (0..7 * MS).contains(&first.2),
+            "dated at the latest past due time"
+        );
+        let next = run(&mut stats, &arming, 12 * TICK).unwrap();
+        assert_eq!((next.0, next.3), (2, 1));
+        // Due at 100 ns after 1601 with a 1 ms period: still one expiration.
+        let mut arming = Arming::absolute(1, MS, armed, TICK, offset);
+        arming.date_first_run(11 * TICK, || offset);
+        let mut stats = Stats::default();
+        let first = run(&mut stats, &arming, 11 * TICK).unwrap();
+        assert_eq!((first.0, first.3), (1, 1));
+        assert_eq!(stats.expirations, 1);
+    }
+
+    #[test]
+    fn a_clock_change_between_the_kernels_expiry_and_the_first_run_invents_no_expiration() {
+        // Issue 19, defect 1: absolute, due 1 s after arming, period 100 ms; the kernel
+        // expires it at the first tick at or after 1 s (1,015.625 ms); the clock moves by
+        // 10 s before the DPC runs at that tick.
+        let offset = 5_000_000_000_000;
+        let due = offset + 10_000_000;
+        let expired = 65 * TICK;
+        for moved in [-100_000_000, 100_000_000] {
+            let mut arming = Arming::absolute(due, 100 * MS, 0, TICK, offset);
+            arming.date_first_run(expired, || offset + moved);
+            let mut stats = Stats::default();
+            let first = run(&mut stats, &arming, expired + 10).unwrap();
+            assert_eq!((first.0, first.1), (1, 10_000_000), "moved {moved}");
+            assert_eq!(
+                first.2,
+                expired + 10 - 10_000_000,
+                "lateness of the real expiry"
+            );
+            // The kernel expires due 1.1 s at the 1,109.375 ms tick, 1.2 s at 1,203.125 ms.
+            assert_eq!(run(&mut stats, &arming, 71 * TICK).map(|r| r.0), Some(2));
+            assert_eq!(run(&mut stats, &arming, 77 * TICK).map(|r| r.0), Some(3));
+            assert!(stats.lateness_min >= 0);
+        }
+        // Unmoved: dated exactly, counted from the first run.
+        let mut arming = Arming::absolute(due, 100 * MS, 0, TICK, offset);
+        arming.date_first_run(expired, || offset);
+        assert_eq!(
+            (arming.first_due, arming.counted_from),
+            (10_000_000, Some(expired))
+        );
         // Later periods are intervals: a clock change after the first run moves nothing.
-        arming.date_first_run(1_001_000, || 9_999_999);
-        assert_eq!(arming.first_due, 1_000_000);
-        assert_eq!(arming.first_due_at(1_001_000, 9_999_999), 1_000_000);
-        let run = stats.record_run(arming, 1_001_000).unwrap();
-        assert_eq!((run.sequence, run.lateness), (2, 0));
+        arming.date_first_run(expired, || 0);
+        assert_eq!(arming.first_due_at(0, 0), 10_000_000);
     }
 
     #[test]
-    fn a_run_before_the_first_due_time_still_counts_once() {
-        // Runs reaching the statistics are the current arming's (the service filters the
-        // others), so an early one (the kernel may fire up to a tick early) is counted.
+    fn a_run_whose_expiration_an_overlapping_run_already_counted_is_not_counted() {
+        // Run A was queued at the 2nd tick but reads the clock after the 3rd tick, whose
+        // expiry queued run B: A counts both, so B has nothing left and makes no record.
         let mut stats = Stats::default();
-        let arming = Arming {
-            first_due: 1_000_000,
-            period: 0,
-            system_due: None,
-        };
-        let run = stats.record_run(arming, 900_000).unwrap();
-        assert_eq!((run.sequence, run.lateness), (1, -100_000));
-        assert_eq!(stats.record_run(arming, 1_000_000), None);
+        let arming = Arming::relative(TICK, TICK, 0, TICK);
+        assert_eq!(run(&mut stats, &arming, TICK).map(|r| r.0), Some(1));
+        assert_eq!(run(&mut stats, &arming, 3 * TICK + 1).map(|r| r.3), Some(2));
+        assert_eq!(run(&mut stats, &arming, 3 * TICK + 2), None);
+        assert_eq!((stats.expirations, stats.dpc_runs), (3, 2));
+        assert_eq!(run(&mut stats, &arming, 4 * TICK).map(|r| r.0), Some(4));
+    }
+
+    #[test]
+    fn a_high_resolution_arming_counts_its_exact_due_times() {
+        let mut stats = Stats::default();
+        let arming = Arming::relative(5 * MS, 2 * MS, 0, 0);
+        let first = stats.record_run(&arming, 5 * MS, 0).unwrap();
+        assert_eq!((first.sequence, first.lateness), (1, 0));
+        let late = stats.record_run(&arming, 12 * MS, 0).unwrap();
+        assert_eq!((late.sequence, late.due, late.covered), (4, 11 * MS, 3));
+    }
+
+    #[test]
+    fn every_run_counts_at_least_one_expiration() {
+        // Even if the tick clock says the kernel has not expired it yet (on Windows, ticks
+        // can come more often than `KeQueryTimeIncrement` says), a run proves an expiration.
+        let mut stats = Stats::default();
+        let arming = Arming::relative(10 * TICK, TICK, 0, TICK);
+        let run = stats.record_run(&arming, 9 * TICK, 9 * TICK).unwrap();
+        assert_eq!((run.sequence, run.covered), (1, 1));
     }
 
     #[test]
     fn extreme_values_saturate_instead_of_overflowing() {
         let mut stats = Stats::default();
-        let arming = Arming {
-            first_due: i64::MIN,
-            period: 1,
-            system_due: None,
-        };
-        let run = stats.record_run(arming, i64::MAX).unwrap();
+        let arming = Arming::relative(i64::MIN, 1, i64::MIN, 1);
+        let run = stats.record_run(&arming, i64::MAX, i64::MAX).unwrap();
         assert!(run.covered >= 1);
-        let arming = Arming {
-            first_due: i64::MAX,
-            period: i64::MAX,
-            system_due: Some(i64::MIN),
-        };
+        assert!(
+            u32::try_from(run.covered).is_err(),
+            "a record would saturate"
+        );
+        let mut arming = Arming::absolute(i64::MIN, i64::MAX, i64::MAX, i64::MAX, i64::MAX);
+        arming.date_first_run(i64::MAX, || i64::MIN);
         let mut other = Stats::default();
-        assert!(other.record_run(arming, i64::MAX).is_some());
-        assert_eq!(arming.first_due_at(i64::MIN, i64::MAX), i64::MIN);
+        assert!(other.record_run(&arming, i64::MAX, i64::MAX).is_some());
         assert_eq!(Stats::default().lateness_mean(), 0);
     }
 }

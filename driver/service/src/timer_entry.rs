@@ -80,36 +80,50 @@ impl Prepared {
         matches!(self.due, Due::Relative(_)) && self.schedule.tolerable_delay_ms == 0
     }
 
-    /// The arming this schedule makes now, in interrupt time (for an absolute due time, an
-    /// estimate until the first run dates it: [`Arming::date_first_run`]). Any IRQL.
+    /// The arming this schedule made, in interrupt time (for an absolute due time, an
+    /// estimate until the first run dates it: [`Arming::date_first_run`]). Called right
+    /// after the kernel set the timer. Any IRQL.
     ///
     /// A standard timer's relative due time counts from the tick-granular interrupt time
-    /// (what the kernel's timer queue uses), so that clock is read here too. A
+    /// (`KeQueryInterruptTime`, what the kernel's timer queue uses), so that clock is read
+    /// here too, after the kernel read it: the kernel's due time is never later than the one
+    /// the statistics count from, so they never count an expiration it has not produced. A
     /// high-resolution timer expires at its exact due time, so its arming counts from the
-    /// precise clock; the tick clock would overstate its lateness by up to one tick.
+    /// precise clock.
     fn arming_now(&self, high_resolution: bool) -> Arming {
+        let tick_now = clock::interrupt_time().as_hundred_ns();
         let now = if high_resolution {
-            clock::interrupt_time_precise()
+            clock::interrupt_time_precise().as_hundred_ns()
         } else {
-            clock::interrupt_time()
-        }
-        .as_hundred_ns();
-        let delay = match self.due {
-            Due::Relative(interval) => interval.as_hundred_ns(),
-            Due::Absolute(at) => at
-                .as_hundred_ns_since_1601()
-                .saturating_sub(clock::system_time().as_hundred_ns_since_1601()),
+            tick_now
         };
-        let first_due = now.saturating_add(delay);
-        Arming {
-            first_due: i64::try_from(first_due).unwrap_or(i64::MAX),
-            period: self.period_hundred_ns,
-            system_due: match self.due {
-                Due::Relative(_) => None,
-                Due::Absolute(at) => {
-                    Some(i64::try_from(at.as_hundred_ns_since_1601()).unwrap_or(i64::MAX))
-                }
-            },
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let tick_now = i64::try_from(tick_now).unwrap_or(i64::MAX);
+        let tick = if high_resolution {
+            0
+        } else {
+            i64::try_from(clock::time_increment().as_hundred_ns()).unwrap_or(i64::MAX)
+        };
+        match self.due {
+            Due::Relative(interval) => Arming::relative(
+                now.saturating_add(i64::try_from(interval.as_hundred_ns()).unwrap_or(i64::MAX)),
+                self.period_hundred_ns,
+                tick_now,
+                tick,
+            ),
+            Due::Absolute(at) => {
+                let interrupt = i64::try_from(clock::interrupt_time_precise().as_hundred_ns())
+                    .unwrap_or(i64::MAX);
+                let system = i64::try_from(clock::system_time().as_hundred_ns_since_1601())
+                    .unwrap_or(i64::MAX);
+                Arming::absolute(
+                    i64::try_from(at.as_hundred_ns_since_1601()).unwrap_or(i64::MAX),
+                    self.period_hundred_ns,
+                    tick_now,
+                    tick,
+                    system.saturating_sub(interrupt),
+                )
+            }
         }
     }
 }
@@ -158,10 +172,7 @@ impl<C: TimerCallback> TimerEntry<C> {
         if self.refuses(prepared) {
             return Err(STATUS_INVALID_PARAMETER);
         }
-        // Read the clock before the kernel does, so the kernel's due time is never earlier
-        // than the one the statistics count from.
         let high_resolution = matches!(self.timer, KernelTimer::HighResolution(_));
-        let arming = prepared.arming_now(high_resolution);
         let was_armed = match &self.timer {
             KernelTimer::Standard(timer) => {
                 let due = match prepared.due {
@@ -189,6 +200,8 @@ impl<C: TimerCallback> TimerEntry<C> {
                 }
             }
         };
+        // Read the clocks after the kernel did (see `Prepared::arming_now`).
+        let arming = prepared.arming_now(high_resolution);
         self.schedule = prepared.schedule;
         self.arming = arming;
         self.stats = Stats::default();

@@ -38,7 +38,7 @@ pub mod wdf;
 pub use bugcheck::{BugCheck, catch_bug_check};
 pub use kernel::{
     COALESCING_BOUNDARIES_MS, Clock, Config, DEFAULT_BOOT_SYSTEM_TIME, DEFAULT_TIME_INCREMENT,
-    Entered, Execution, Kernel, PERFORMANCE_FREQUENCY, PoolStats, Stats, TagUsage,
+    Entered, Execution, Kernel, PERFORMANCE_FREQUENCY, PoolStats, Stats, TagUsage, TimerExpiry,
     current_kernel_id, current_processor, in_callback, print, wall_time_budget,
 };
 pub use trace::{Event, ObjectId, TraceEvent};

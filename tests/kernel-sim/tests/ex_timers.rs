@@ -390,3 +390,29 @@ fn unload_with_an_ex_timer_not_deleted_bugchecks_0xce() {
         ))
     );
 }
+
+#[test]
+fn a_ktimer_due_at_the_last_tick_expires_at_the_next_tick_not_at_a_high_resolution_stop() {
+    // A KTIMER set exactly on a tick with due time 0 is due at that tick, already processed:
+    // it expires on the next tick. A high-resolution timer's stop in between is not a tick.
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    kernel.advance(Duration::from_nanos(TICK * 100));
+    let timer = common::Timer::new();
+    let dpc = common::Dpc::new();
+    timer.init();
+    timer.set(common::due(0), 0, Some(&dpc));
+    let hr = ExTimer::new(EX_TIMER_HIGH_RESOLUTION, ExProbe::default());
+    hr.set(-10_000, 0); // a stop 1 ms after the tick
+    kernel.advance(Duration::from_millis(2));
+    assert_eq!(
+        hr.runs(),
+        vec![TICK + 10_000],
+        "the high-resolution stop happened"
+    );
+    assert_eq!(dpc.runs(), 0, "the KTIMER waits for the next tick");
+    kernel.advance(Duration::from_nanos(TICK * 100));
+    assert_eq!(dpc.runs(), 1);
+    assert_eq!(dpc.probe.log()[0].at, 2 * TICK, "expired on the tick");
+    assert!(!hr.delete(true, true));
+}

@@ -314,3 +314,73 @@ fn absolute_periodic_timer_later_periods_are_intervals_that_ignore_clock_changes
     assert_eq!(at, [100_000, 200_000, 300_000]);
     assert!(timer.cancel());
 }
+
+#[test]
+fn a_relative_due_time_counts_from_the_last_tick_so_it_may_fire_up_to_a_tick_early() {
+    // Set 10 ms after a tick with a 10 ms delay: due at tick + 10 ms (not at 20 ms after the
+    // tick), so it expires on the next tick, 5.625 ms before "set time + delay".
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    kernel.advance(Duration::from_millis(10)); // last tick 0, now 10 ms
+    let (timer, dpc) = (Timer::new(), Dpc::new());
+    timer.init();
+    timer.set(relative_ms(10), 0, Some(&dpc));
+    kernel.advance(Duration::from_millis(10)); // now 20 ms, the 15.625 ms tick passed
+    assert_eq!(dpc.runs(), 1);
+    assert_eq!(dpc.probe.log()[0].at, TICK);
+    assert!(
+        dpc.probe.log()[0].at < 200_000,
+        "earlier than set time + delay"
+    );
+}
+
+#[test]
+fn the_expiry_log_has_one_expiry_per_tick_for_a_period_shorter_than_the_tick() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    kernel.record_expiries(true);
+    let (timer, dpc) = (Timer::new(), Dpc::new());
+    timer.init();
+    let id = kernel.last_timer_initialized().expect("initialised");
+    timer.set(relative_ms(1), 1, Some(&dpc));
+    kernel.advance(ticks(3));
+    let log = kernel.take_expiries();
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.timer, e.at, e.due))
+            .collect::<Vec<_>>(),
+        vec![
+            (id, TICK, 150_000),     // due 1..15 ms: the latest is 15 ms
+            (id, 2 * TICK, 310_000), // 16..31 ms
+            (id, 3 * TICK, 460_000), // 32..46 ms
+        ]
+    );
+    assert_eq!(dpc.runs(), 3, "one DPC run per expiry");
+    assert!(kernel.take_expiries().is_empty(), "taken");
+    timer.cancel();
+}
+
+#[test]
+fn the_expiry_log_dates_a_past_absolute_periodic_due_time_once_at_the_next_tick() {
+    let kernel = Kernel::new(Config::default());
+    let _bound = kernel.enter();
+    kernel.record_expiries(true);
+    let (timer, dpc) = (Timer::new(), Dpc::new());
+    timer.init();
+    let hour_ago = kernel.system_time() - 36_000_000_000;
+    timer.set(due(hour_ago), 7, Some(&dpc));
+    kernel.advance(ticks(1));
+    let log = kernel.take_expiries();
+    assert_eq!(
+        log.len(),
+        1,
+        "one expiry at the next tick, not one per period"
+    );
+    assert_eq!(log[0].at, TICK);
+    let tick = i64::try_from(TICK).unwrap();
+    assert!(
+        log[0].due <= tick && tick - log[0].due < 70_000,
+        "latest due on the grid"
+    );
+    timer.cancel();
+}

@@ -2,13 +2,20 @@
 //!
 //! Two halves, each small and written from its document:
 //! - the kernel (`../shared/kernel-timer-semantics.md`, and the simulator's documented
-//!   choices in docs/SIMULATOR.md): timers expire on clock ticks, in due order; a relative
-//!   due time is interrupt time, an absolute one is system time and follows clock changes
-//!   until it expires; later periods of a periodic timer are intervals; a DPC object is
-//!   queued at most once, runs in queuing order (one processor), and `KeSetTimerEx` /
-//!   `KeCancelTimer` do not dequeue it; `KeFlushQueuedDpcs` runs everything queued.
-//! - the service (docs/PROTOCOL.md): states, statistics "from time", records, the ring and
-//!   its overruns, waits and their completion, statuses, and when the service flushes DPCs.
+//!   choices in docs/SIMULATOR.md): timers expire on clock ticks, in due order, once per tick
+//!   however many due times passed; a relative due time is interrupt time counted from the
+//!   last tick, an absolute one is system time and follows clock changes until it expires
+//!   (a past one expires at the next tick); later periods of a periodic timer are intervals;
+//!   a DPC object is queued at most once, runs in queuing order (one processor), and
+//!   `KeSetTimerEx` / `KeCancelTimer` do not dequeue it; `KeFlushQueuedDpcs` runs everything
+//!   queued. Its expiries are compared with kernel-sim's own (`Kernel::take_expiries`).
+//! - the service (docs/PROTOCOL.md): states, records, the ring and its overruns, waits and
+//!   their completion, statuses, and when the service flushes DPCs. A run's expiration
+//!   count is **the kernel's**: the number of expiries of the arming so far, and the record's
+//!   due time is the latest due time the last of them covered. Only where PROTOCOL.md says
+//!   the driver cannot know (an absolute arming whose clock moved before its first run) does
+//!   the model apply the documented conservative rule, and even then a count above the
+//!   kernel's is reported as a violation.
 //!
 //! Times are 100 ns units. `now` is the precise interrupt time, `last_tick` the interrupt
 //! time of the last clock tick; system time is `offset + now`.
@@ -35,7 +42,7 @@ impl KernelDue {
     fn interrupt(self, offset: i64) -> i64 {
         match self {
             Self::Interrupt(at) => at,
-            Self::System(at) => (at - offset).max(0),
+            Self::System(at) => at - offset,
         }
     }
 }
@@ -61,9 +68,8 @@ struct Timer {
     set: Option<KernelSetting>,
     signaled: bool,
     dpc_queued: bool,
-    /// System-time offset and interrupt time when the DPC was last queued.
-    offset_when_queued: i64,
-    queued_at: i64,
+    /// The kernel's expiries of the current arming: (tick, latest due time covered).
+    kernel_expiries: Vec<(i64, i64)>,
     // The service.
     schedule: Schedule,
     state: u32,
@@ -77,13 +83,14 @@ struct Timer {
     lateness_min: i64,
     lateness_max: i64,
     lateness_sum: i128,
-    /// The clock was set while this arming's first DPC was queued: its interrupt-time grid
-    /// and the kernel's differ by that change, so the sign of lateness is not promised.
-    sign_exempt: bool,
-    /// A DPC of this periodic arming ran after later due times had passed: the run counted
-    /// them by time, possibly before the kernel expired them, so the next run may be dated
-    /// early (documented in PROTOCOL.md).
-    delayed_periodic: bool,
+    /// The last tick when armed, and the system clock's offset then.
+    armed_tick: i64,
+    offset_at_arming: i64,
+    /// System-clock changes since the arming (an absolute arming is exact only without).
+    clock_changes: u32,
+    /// PROTOCOL.md's conservative count after an absolute arming's first run found the
+    /// clock moved since arming: the tick of that run.
+    counted_from: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -143,8 +150,12 @@ pub struct Model {
     issued: Vec<u64>,
     /// Completions of submitted waits, by io number (`None`: still pending).
     pub completions: Vec<Option<WaitOutcome>>,
-    /// Records dated more than one tick early without a documented reason.
+    /// Records dated after their run (negative lateness) without a documented reason.
     pub sign_violations: Vec<ExpiryRecord>,
+    /// Records or queries that counted more expirations than the kernel produced.
+    pub invented: Vec<String>,
+    /// The kernel's expiries since the last [`Model::take_expiries`]: (timer, tick, due).
+    kernel_log: Vec<(u64, i64, i64)>,
 }
 
 /// 100 ns units per millisecond.
@@ -164,6 +175,8 @@ impl Model {
             issued: Vec::new(),
             completions: Vec::new(),
             sign_violations: Vec::new(),
+            invented: Vec::new(),
+            kernel_log: Vec::new(),
         }
     }
 
@@ -191,9 +204,14 @@ impl Model {
 
     // ---- the kernel ------------------------------------------------------------------
 
+    /// The kernel's expiries since the last call: (timer, tick, latest due covered).
+    pub fn take_expiries(&mut self) -> Vec<(u64, i64, i64)> {
+        std::mem::take(&mut self.kernel_log)
+    }
+
     fn set_kernel_timer(&mut self, id: u64, schedule: &Schedule) {
         let base = if schedule.flags & SCHEDULE_ABSOLUTE == 0 {
-            KernelDue::Interrupt(self.now + schedule.due_time)
+            KernelDue::Interrupt(self.last_tick + schedule.due_time)
         } else {
             KernelDue::System(schedule.due_time)
         };
@@ -241,6 +259,9 @@ impl Model {
     /// Sets the system clock; absolute timers follow.
     pub fn set_system_time(&mut self, system_time: i64) {
         self.offset = system_time - self.now;
+        for timer in self.timers.values_mut() {
+            timer.clock_changes += 1;
+        }
     }
 
     fn expire_due(&mut self) {
@@ -269,22 +290,25 @@ impl Model {
             return;
         };
         timer.signaled = true;
-        if set.period > 0 {
-            // Later periods are intervals: the next due time is interrupt time.
-            let current = set.base.interrupt(offset);
+        let current = set.base.interrupt(offset);
+        let covered = if set.period > 0 {
+            // Later periods are intervals: the next due time is interrupt time, the first
+            // of the grid after this tick (due times within one tick are one expiry).
             let periods = if current > tick {
                 1
             } else {
                 (tick - current) / set.period + 1
             };
             set.base = KernelDue::Interrupt(current + periods * set.period);
+            current + (periods - 1) * set.period
         } else {
             timer.set = None;
-        }
+            current
+        };
+        timer.kernel_expiries.push((tick, covered));
+        self.kernel_log.push((id, tick, covered));
         if !timer.dpc_queued {
             timer.dpc_queued = true;
-            timer.offset_when_queued = offset;
-            timer.queued_at = self.now;
             self.dpc_queue.push_back(id);
         }
     }
@@ -309,42 +333,70 @@ impl Model {
 
     fn on_expiry(&mut self, id: u64) {
         let fire = self.now;
-        let offset = self.offset;
+        let (offset, last_tick, tick_length) = (self.offset, self.last_tick, self.limits.tick);
         let timer = self.timers.get_mut(&id).expect("running timer");
         if timer.state != STATE_ARMED {
             return;
         }
+        // A relative arming's count is the kernel's; an absolute one follows PROTOCOL.md's
+        // rule from its first run (the driver cannot know the kernel's grid exactly).
+        let exact = timer.counted_from.is_none() && timer.absolute_due.is_none();
         if let Some(system_due) = timer.absolute_due.take() {
-            // The first run dates an absolute arming: the interrupt time at which the
-            // system clock read its due time, with the clock as it is now.
-            timer.first_due = system_due - offset;
-            // Also exempt: a due time before boot in interrupt time (a clock jump longer
-            // than the uptime), which the kernel's grid clamps to boot and the service's
-            // dating does not.
-            timer.sign_exempt = timer.offset_when_queued != offset || timer.first_due < 0;
+            // PROTOCOL.md "Expirations": the later of the datings with the clock's offset at
+            // arming and now that is not after this tick (else this tick).
+            let now_dating = system_due - offset;
+            let armed_dating = system_due - timer.offset_at_arming;
+            timer.first_due = [now_dating, armed_dating]
+                .into_iter()
+                .filter(|dating| *dating <= last_tick)
+                .max()
+                .unwrap_or(last_tick);
+            timer.counted_from = Some(last_tick);
         }
-        let sequence = if timer.period == 0 {
+        let kernel_count = u64::try_from(timer.kernel_expiries.len()).unwrap();
+        let runs = timer.dpc_runs + 1;
+        let (sequence, due) = if timer.period == 0 {
             if timer.expirations > 0 {
                 return;
             }
-            1
-        } else {
-            let elapsed = fire - timer.first_due;
-            let by_time = if elapsed < 0 {
-                0
+            let due = if exact {
+                timer
+                    .kernel_expiries
+                    .first()
+                    .map_or(timer.first_due, |e| e.1)
             } else {
-                u64::try_from(elapsed / timer.period).unwrap() + 1
+                timer.first_due
             };
-            by_time.max(timer.expirations + 1)
+            (1, due)
+        } else if exact {
+            // The kernel's own count; its latest expiry's due time.
+            let sequence = kernel_count.max(runs).max(timer.expirations);
+            if sequence <= timer.expirations {
+                return;
+            }
+            let index = usize::try_from(sequence - 1).unwrap();
+            (sequence, timer.kernel_expiries[index].1)
+        } else {
+            let sequence = documented_count(timer, last_tick, tick_length)
+                .max(runs)
+                .max(timer.expirations);
+            if sequence <= timer.expirations {
+                return;
+            }
+            (sequence, documented_due(timer, sequence, tick_length))
         };
+        if sequence > kernel_count {
+            self.invented.push(format!(
+                "timer {id:#x} run at {fire}: sequence {sequence}, the kernel expired it {kernel_count} times"
+            ));
+        }
         let covered = sequence - timer.expirations;
         if std::env::var_os("KTIMER_MODEL_TRACE").is_some() {
             eprintln!(
-                "run {id:#x} at {fire} first_due {} period {} seq {sequence}",
+                "run {id:#x} at {fire} first_due {} period {} seq {sequence} kernel {kernel_count}",
                 timer.first_due, timer.period
             );
         }
-        let due = timer.first_due + i64::try_from(sequence - 1).unwrap() * timer.period;
         let lateness = fire - due;
         timer.expirations = sequence;
         if timer.dpc_runs == 0 {
@@ -360,23 +412,20 @@ impl Model {
         if timer.period == 0 {
             timer.state = STATE_EXPIRED;
         }
-        let delayed = fire > timer.queued_at && timer.period > 0;
         let record = ExpiryRecord {
             timer_id: id,
             sequence,
             due_time: due,
             fire_time: fire,
             lateness,
-            expirations: u32::try_from(covered).unwrap(),
+            expirations: u32::try_from(covered).unwrap_or(u32::MAX),
             reserved: 0,
         };
-        // PROTOCOL.md allows a run up to one clock tick early (a periodic run that covers
-        // one more expiration than time alone gives, after a DPC delayed past due times the
-        // kernel had not expired yet); earlier than that is a defect.
-        if lateness < -self.limits.tick && !timer.sign_exempt && !timer.delayed_periodic {
+        // PROTOCOL.md: a record is never dated after its run, except an absolute arming's
+        // (its grid is dated by the driver, not the kernel) while its clock has not moved.
+        if lateness < 0 && (exact || timer.clock_changes == 0) {
             self.sign_violations.push(record);
         }
-        timer.delayed_periodic |= delayed;
         let handle_index = timer.handle;
         let capacity = self.limits.ring_capacity;
         let handle = &mut self.handles[handle_index];
@@ -460,8 +509,7 @@ impl Model {
                 set: None,
                 signaled: false,
                 dpc_queued: false,
-                offset_when_queued: self.offset,
-                queued_at: 0,
+                kernel_expiries: Vec::new(),
                 schedule,
                 state: STATE_ARMED,
                 first_due: 0,
@@ -473,8 +521,10 @@ impl Model {
                 lateness_min: 0,
                 lateness_max: 0,
                 lateness_sum: 0,
-                sign_exempt: false,
-                delayed_periodic: false,
+                armed_tick: 0,
+                offset_at_arming: 0,
+                clock_changes: 0,
+                counted_from: None,
             },
         );
         self.arm(id, schedule);
@@ -484,8 +534,13 @@ impl Model {
     /// The service's arming: the kernel timer set, the statistics reset.
     fn arm(&mut self, id: u64, schedule: Schedule) {
         self.set_kernel_timer(id, &schedule);
-        let last_tick = self.last_tick;
+        let (last_tick, offset) = (self.last_tick, self.offset);
         let timer = self.timers.get_mut(&id).expect("live timer");
+        timer.kernel_expiries.clear();
+        timer.armed_tick = last_tick;
+        timer.offset_at_arming = offset;
+        timer.clock_changes = 0;
+        timer.counted_from = None;
         timer.schedule = schedule;
         timer.state = STATE_ARMED;
         timer.period = if schedule.mode == MODE_PERIODIC {
@@ -506,8 +561,6 @@ impl Model {
         timer.lateness_min = 0;
         timer.lateness_max = 0;
         timer.lateness_sum = 0;
-        timer.sign_exempt = false;
-        timer.delayed_periodic = false;
     }
 
     /// SET: stop the timer, let a DPC its previous arming queued run (as that arming's),
@@ -543,6 +596,7 @@ impl Model {
     pub fn query(&self, handle: usize, id: u64) -> Result<QueryResponse, NtStatus> {
         self.lookup(handle, id)?;
         let timer = &self.timers[&id];
+        debug_assert!(timer.expirations <= timer.kernel_expiries.len() as u64);
         let due_time = match timer.absolute_due {
             Some(system_due) => system_due - self.offset,
             None => timer.first_due,
@@ -645,4 +699,25 @@ impl Model {
             }
         }
     }
+}
+
+/// PROTOCOL.md's count for an absolute periodic arming: one expiration at its first run's
+/// tick, then one per `max(period, tick)`.
+fn documented_count(timer: &Timer, last_tick: i64, tick: i64) -> u64 {
+    let from = timer.counted_from.expect("dated by its first run");
+    if last_tick < from {
+        return 0;
+    }
+    u64::try_from(1 + (last_tick - from) / tick.max(timer.period)).unwrap()
+}
+
+/// The due time PROTOCOL.md gives expiration `sequence` there: the latest due time of the
+/// grid from the dated first due time at or before the tick that expiration is counted at.
+fn documented_due(timer: &Timer, sequence: u64, tick: i64) -> i64 {
+    let from = timer.counted_from.expect("dated by its first run");
+    let at = from + i64::try_from(sequence - 1).unwrap() * tick.max(timer.period);
+    if at < timer.first_due {
+        return timer.first_due;
+    }
+    timer.first_due + (at - timer.first_due) / timer.period * timer.period
 }

@@ -373,3 +373,11 @@ pub fn drain(handle: &Handle, capacity: usize) -> (WaitResponse, Vec<ExpiryRecor
     let done = io.result().expect("records were ready");
     records_of(&done)
 }
+
+impl Handle {
+    /// The service's accounting of this handle, read under one lock: counted DPC runs,
+    /// records in the ring, overruns not yet reported.
+    pub fn accounting(&self) -> HandleCounts {
+        self.counts()
+    }
+}

@@ -39,11 +39,12 @@ impl Inner {
                 Some(event) if event <= target => {
                     st.now = st.now.max(event);
                     let tick = event / increment * increment;
-                    if tick > st.last_tick {
+                    let new_tick = tick > st.last_tick;
+                    if new_tick {
                         st.stats.ticks += (tick - st.last_tick) / increment;
                         st.last_tick = tick;
                     }
-                    self.expire_due(&mut st);
+                    self.expire_due(&mut st, new_tick);
                     self.changed.notify_all();
                     if run_dpcs {
                         st = self.wait_idle(st, u64::MAX, true);
@@ -103,17 +104,23 @@ impl Inner {
     }
 
     /// Expires everything due at the current time, in due order (ties: setting order).
-    pub(super) fn expire_due(&self, st: &mut State) {
+    /// Tick-granular objects (`KTIMER`s, normal `EX_TIMER`s, wait deadlines) are processed
+    /// only when a clock tick was reached (`new_tick`): a stop between ticks (a
+    /// high-resolution timer's due time) expires only high-resolution timers, even for a
+    /// `KTIMER` due at or before the last tick (it expires at the next tick).
+    pub(super) fn expire_due(&self, st: &mut State, new_tick: bool) {
         let offset = st.system_offset;
         let tick = st.last_tick;
         let now = st.now;
         let mut due = std::mem::take(&mut st.scratch);
         due.clear();
-        for (addr, timer) in &st.timers {
-            if let Some(setting) = &timer.set {
-                let at = setting.due(offset);
-                if at <= tick {
-                    due.push((at, setting.seq, *addr, EntryKind::Dpc));
+        if new_tick {
+            for (addr, timer) in &st.timers {
+                if let Some(setting) = &timer.set
+                    && setting.due(offset) <= tick
+                {
+                    let order = setting.order(offset);
+                    due.push((order, setting.seq, *addr, EntryKind::Dpc));
                 }
             }
         }
@@ -121,8 +128,8 @@ impl Inner {
             if let Some(setting) = &timer.set {
                 let at = setting.due.interrupt(offset);
                 let limit = if timer.high_resolution { now } else { tick };
-                if at <= limit {
-                    due.push((at, setting.seq, *addr, EntryKind::ExTimer));
+                if at <= limit && (new_tick || timer.high_resolution) {
+                    due.push((i128::from(at), setting.seq, *addr, EntryKind::ExTimer));
                 }
             }
         }
@@ -139,7 +146,8 @@ impl Inner {
         while index < st.waiters.len() {
             let waiter = &mut st.waiters[index];
             index += 1;
-            if waiter.outcome.is_none()
+            if new_tick
+                && waiter.outcome.is_none()
                 && waiter.deadline.is_some_and(|d| d.interrupt(offset) <= tick)
             {
                 waiter.outcome = Some(STATUS_TIMEOUT);
@@ -164,12 +172,24 @@ impl Inner {
         timer.signaled = true;
         let id = timer.id;
         let dpc = setting.dpc;
-        if setting.period > 0 {
+        let current = setting.base.interrupt_signed(offset);
+        let covered = if setting.period > 0 {
             // Re-arm from the previous due time (no drift); expirations that fell entirely
             // within one tick are coalesced into this one.
             setting.base = next_period(setting.base, setting.period, offset, tick);
+            // The latest due time on the grid at or before this tick.
+            (i128::from(setting.base.interrupt(offset)) - i128::from(setting.period)).max(current)
         } else {
             timer.set = None;
+            current
+        };
+        let covered = i64::try_from(covered).unwrap_or(i64::MIN);
+        if let Some(log) = st.expiry_log.as_mut() {
+            log.push(crate::kernel::TimerExpiry {
+                timer: id,
+                at: tick,
+                due: covered,
+            });
         }
         st.stats.timer_expirations += 1;
         self.trace(st, Event::TimerExpired { timer: id });
@@ -247,11 +267,12 @@ impl Inner {
             let now = to_units(self.started.elapsed());
             st.now = st.now.max(now);
             let tick = now / increment * increment;
-            if tick > st.last_tick {
+            let new_tick = tick > st.last_tick;
+            if new_tick {
                 st.stats.ticks += (tick - st.last_tick) / increment;
                 st.last_tick = tick;
             }
-            self.expire_due(&mut st);
+            self.expire_due(&mut st, new_tick);
             if let Some(bug_check) = self.watchdog(&st, Instant::now()) {
                 self.record(&mut st, bug_check);
             }

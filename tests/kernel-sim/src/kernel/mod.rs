@@ -247,6 +247,15 @@ impl Due {
             Due::System(s) => u64::try_from(s.saturating_sub(system_offset)).unwrap_or(0),
         }
     }
+
+    /// As [`Due::interrupt`], but a system time before boot stays before boot (negative):
+    /// the grid of a periodic timer due before boot keeps its phase.
+    fn interrupt_signed(self, system_offset: i64) -> i128 {
+        match self {
+            Due::Interrupt(t) => i128::from(t),
+            Due::System(s) => i128::from(s) - i128::from(system_offset),
+        }
+    }
 }
 
 /// The first due time on `due`'s grid of `period` that lies after `limit`, in interrupt
@@ -255,13 +264,15 @@ impl Due {
 /// measured on Windows), so an absolute timer's next due time is interrupt time: later clock
 /// changes do not move it.
 fn next_period(due: Due, period: u64, system_offset: i64, limit: u64) -> Due {
-    let current = due.interrupt(system_offset);
+    let current = due.interrupt_signed(system_offset);
+    let (period, limit) = (i128::from(period), i128::from(limit));
     let periods = if current > limit {
         1
     } else {
         (limit - current) / period + 1
     };
-    Due::Interrupt(current.saturating_add(periods.saturating_mul(period)))
+    let next = current + periods * period;
+    Due::Interrupt(u64::try_from(next.max(0)).unwrap_or(u64::MAX))
 }
 
 /// The coalescing grid of `KeSetCoalescableTimer`: the largest of these boundaries (in ms)
@@ -292,6 +303,16 @@ struct TimerSetting {
 impl TimerSetting {
     fn due(&self, system_offset: i64) -> u64 {
         coalesce(self.base.interrupt(system_offset), self.tolerance)
+    }
+
+    /// The due time that orders expiries within one tick: as [`TimerSetting::due`], but a
+    /// due time before boot keeps its place (earlier due times expire first).
+    fn order(&self, system_offset: i64) -> i128 {
+        if self.tolerance == 0 {
+            self.base.interrupt_signed(system_offset)
+        } else {
+            i128::from(self.due(system_offset))
+        }
     }
 }
 
@@ -410,7 +431,24 @@ pub(crate) struct State {
     trace: Vec<TraceEvent>,
     bug_check: Option<BugCheck>,
     shutdown: bool,
-    scratch: Vec<(u64, u64, usize, EntryKind)>,
+    scratch: Vec<(i128, u64, usize, EntryKind)>,
+    /// `KTIMER` expiries, when [`Kernel::record_expiries`] turned the log on.
+    expiry_log: Option<Vec<TimerExpiry>>,
+    /// The `KTIMER` initialised last ([`Kernel::last_timer_initialized`]).
+    last_timer_initialized: Option<ObjectId>,
+}
+
+/// One expiry of a `KTIMER`, as the kernel produced it (the log of
+/// [`Kernel::record_expiries`]). Times are interrupt time, 100 ns units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerExpiry {
+    /// The timer.
+    pub timer: ObjectId,
+    /// The clock tick at which it expired.
+    pub at: u64,
+    /// The latest due time this expiry covered (due times of a periodic timer that passed
+    /// within one tick are one expiry); negative for an absolute due time before boot.
+    pub due: i64,
 }
 
 static NEXT_KERNEL_ID: AtomicU64 = AtomicU64::new(1);
@@ -646,6 +684,8 @@ impl Kernel {
             bug_check: None,
             shutdown: false,
             scratch: Vec::with_capacity(64),
+            expiry_log: None,
+            last_timer_initialized: None,
         };
         let inline = config.execution == Execution::Inline && config.clock == Clock::Virtual;
         let inner = Arc::new_cyclic(|this| Inner {
@@ -843,6 +883,32 @@ impl Kernel {
     /// Makes the next `count` `ExAllocatePool2` calls fail (return NULL).
     pub fn fail_next_pool_allocations(&self, count: u64) {
         self.inner().lock().fail_allocations = count;
+    }
+
+    /// Starts (`true`, with an empty log) or stops (`false`, dropping it) the log of
+    /// `KTIMER` expiries: every expiry the kernel produces, with its tick and the latest due
+    /// time it covered. Off by default (the log grows with every expiry). Tests compare a
+    /// driver's expiration counts with it: the kernel's own events, not a formula.
+    pub fn record_expiries(&self, on: bool) {
+        self.inner().lock().expiry_log = on.then(Vec::new);
+    }
+
+    /// Takes the expiries logged since the last call (empty when the log is off).
+    #[must_use]
+    pub fn take_expiries(&self) -> Vec<TimerExpiry> {
+        self.inner()
+            .lock()
+            .expiry_log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The object id of the `KTIMER` initialised last (`KeInitializeTimer(Ex)`), if any: a
+    /// test that made a driver create one timer names it in [`Kernel::take_expiries`] with it.
+    #[must_use]
+    pub fn last_timer_initialized(&self) -> Option<ObjectId> {
+        self.inner().lock().last_timer_initialized
     }
 
     /// Counters of expirations, queuings and DPC runs.

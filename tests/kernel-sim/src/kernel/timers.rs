@@ -27,6 +27,7 @@ impl Inner {
             );
         }
         let id = Self::allocate_id(&mut st);
+        st.last_timer_initialized = Some(id);
         st.timers.insert(
             addr,
             TimerRec {
@@ -116,10 +117,13 @@ impl Inner {
             }
             None => None,
         };
-        let now = self.precise_now(&st);
+        // A relative due time counts from the interrupt time of the last clock tick (the
+        // clock the timer queue works on), so a timer set between ticks may expire up to a
+        // tick before "now + delay" (../shared/kernel-timer-semantics.md, timer accuracy).
+        let tick = st.last_tick;
         let base = match due_time {
-            d if d < 0 => Due::Interrupt(now.saturating_add(d.unsigned_abs())),
-            0 => Due::Interrupt(now),
+            d if d < 0 => Due::Interrupt(tick.saturating_add(d.unsigned_abs())),
+            0 => Due::Interrupt(tick),
             d => Due::System(d),
         };
         let seq = st.next_set_seq;

@@ -556,7 +556,11 @@ pub unsafe fn WdfRequestGetFileObject(Request: WDFREQUEST) -> WDFFILEOBJECT {
     let ddi = wdf_ddi::REQUEST_GET_FILE_OBJECT;
     require_irql(DISPATCH, ddi);
     let fx = checked(Request.addr(), Some(Kind::Request), ddi);
-    let file = request_mut(&mut fx.lock(), Request.addr()).map_or(0, |request| request.file);
+    let mut st = fx.lock();
+    if Fx::take_fault(&mut st, Fault::RequestGetFileObject).is_some() {
+        return handle_pointer(0);
+    }
+    let file = request_mut(&mut st, Request.addr()).map_or(0, |request| request.file);
     handle_pointer(file)
 }
 
@@ -592,6 +596,13 @@ unsafe fn retrieve(
         unsafe { length.write(0) };
     }
     let mut st = fx.lock();
+    let fault = match direction {
+        Direction::Input => Fault::RequestRetrieveInputBuffer,
+        Direction::Output => Fault::RequestRetrieveOutputBuffer,
+    };
+    if let Some(status) = Fx::take_fault(&mut st, fault) {
+        return status;
+    }
     let Some(r) = request_mut(&mut st, request.addr()) else {
         return STATUS_INVALID_DEVICE_REQUEST;
     };
@@ -756,6 +767,9 @@ pub unsafe fn WdfRequestMarkCancelableEx(
     let purging = queue_mut(&mut st, queue).is_some_and(|q| q.cancel_dispatched);
     if cancelled || purging {
         return STATUS_CANCELLED;
+    }
+    if let Some(status) = Fx::take_fault(&mut st, Fault::RequestMarkCancelableEx) {
+        return status;
     }
     if let Some(r) = request_mut(&mut st, handle) {
         r.state = RequestState::Cancelable;

@@ -30,8 +30,9 @@ use crate::signal::Signal;
 use crate::types::NTSTATUS;
 
 /// What can be made to fail ([`super::Framework::fail_next`]): each framework call the
-/// driver makes at load or device add, and the framework's own allocation of a file object
-/// at handle open.
+/// driver makes at load or device add, the framework's own allocation of a file object at
+/// handle open, and the request-path DDIs (retrieving a request's buffers, marking it
+/// cancelable, its file object).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fault {
     /// `WdfDriverCreate`.
@@ -50,6 +51,15 @@ pub enum Fault {
     IoQueueCreate,
     /// The framework's file object at `IRP_MJ_CREATE` (before the driver is called).
     FileObjectCreate,
+    /// `WdfRequestRetrieveInputBuffer`: returns the injected status, no buffer.
+    RequestRetrieveInputBuffer,
+    /// `WdfRequestRetrieveOutputBuffer`: returns the injected status, no buffer.
+    RequestRetrieveOutputBuffer,
+    /// `WdfRequestMarkCancelableEx`: returns the injected status (any, e.g. one other than
+    /// `STATUS_CANCELLED`) and leaves the request driver-owned, not cancelable.
+    RequestMarkCancelableEx,
+    /// `WdfRequestGetFileObject`: returns NULL (the status is not used).
+    RequestGetFileObject,
 }
 
 /// A driver callback the model called, in the order it called them
