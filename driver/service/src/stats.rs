@@ -50,28 +50,52 @@ pub struct Arming {
     /// and later ones are counted one per `max(period, tick)` from here (see
     /// [`Arming::date_first_run`] for why).
     pub counted_from: Option<i64>,
+    /// [`Arming::first_tick`] and the grid's due times at or before it, as of `first_due`:
+    /// worked out when the arming is made (or dated), not on every DPC run.
+    first_tick: i64,
+    due_times_by_first_tick: i64,
+}
+
+/// `(later - earlier) / divisor` (truncated, `divisor` > 0), saturated to `i64`. In `i64`
+/// when the difference fits, which it does for every pair of clock readings (100 ns units
+/// span 29,000 years); through `i128` otherwise. The expiry path runs this on every DPC run,
+/// where an `i128` division would be a library call of about a hundred instructions.
+fn difference_over(later: i64, earlier: i64, divisor: i64) -> i64 {
+    let divisor = divisor.max(1);
+    match later.checked_sub(earlier) {
+        Some(difference) => difference / divisor,
+        None => clamp((i128::from(later) - i128::from(earlier)) / i128::from(divisor)),
+    }
+}
+
+/// `base + count * step`, saturated to `i64` (through `i128` only when it overflows).
+fn offset(base: i64, count: i64, step: i64) -> i64 {
+    count
+        .checked_mul(step)
+        .and_then(|product| base.checked_add(product))
+        .unwrap_or_else(|| clamp(i128::from(base) + i128::from(count) * i128::from(step)))
 }
 
 /// Due times of the grid `first + k * period` (k >= 0) at or before `at`.
-fn grid_count(first: i64, period: i64, at: i64) -> i128 {
+fn grid_count(first: i64, period: i64, at: i64) -> i64 {
     if at < first || period <= 0 {
-        return i128::from(at >= first);
+        return i64::from(at >= first);
     }
-    (i128::from(at) - i128::from(first)) / i128::from(period) + 1
+    difference_over(at, first, period).saturating_add(1)
 }
 
 /// The latest due time of the grid at or before `at` (`first` if there is none).
 fn grid_latest(first: i64, period: i64, at: i64) -> i64 {
     let count = grid_count(first, period, at).max(1);
-    clamp(i128::from(first) + (count - 1) * i128::from(period.max(0)))
+    offset(first, count - 1, period.max(0))
 }
 
 fn clamp(value: i128) -> i64 {
     i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
 }
 
-fn clamp_u64(value: i128) -> u64 {
-    u64::try_from(value.max(0)).unwrap_or(u64::MAX)
+fn clamp_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
 
 impl Arming {
@@ -87,7 +111,10 @@ impl Arming {
             tick,
             system_offset: 0,
             counted_from: None,
+            first_tick: 0,
+            due_times_by_first_tick: 0,
         }
+        .with_first_tick()
     }
 
     /// An absolute arming due at system time `system_due`, armed at the tick `armed_tick`
@@ -108,7 +135,18 @@ impl Arming {
             tick,
             system_offset,
             counted_from: None,
+            first_tick: 0,
+            due_times_by_first_tick: 0,
         }
+        .with_first_tick()
+    }
+
+    /// Fills in the values derived from `first_due`, `armed_tick`, `tick` and `period`.
+    #[must_use]
+    fn with_first_tick(mut self) -> Self {
+        self.first_tick = self.compute_first_tick();
+        self.due_times_by_first_tick = grid_count(self.first_due, self.period, self.first_tick);
+        self
     }
 
     /// The interrupt time of the first expiration as of a clock reading: for an absolute
@@ -150,21 +188,25 @@ impl Arming {
             .max()
             .unwrap_or(tick_now);
         self.counted_from = Some(tick_now);
+        *self = self.with_first_tick();
     }
 
-    /// The first tick at which the kernel expires this arming: the first tick after the
+    /// The first tick at which the kernel expires this arming (kept in `first_tick`): the first tick after the
     /// arming's tick that is at or after the first due time (a due time at or before the
     /// arming's tick, e.g. in the past, expires at the next tick). Ticks every `tick` from
     /// `armed_tick`.
-    fn first_tick(&self) -> i64 {
-        let tick = i128::from(self.tick.max(1));
-        let ahead = i128::from(self.first_due) - i128::from(self.armed_tick);
-        let ticks = if ahead <= 0 {
+    fn compute_first_tick(&self) -> i64 {
+        let tick = self.tick.max(1);
+        let ticks = if self.first_due <= self.armed_tick {
             1
         } else {
-            ((ahead + tick - 1) / tick).max(1)
+            // Whole ticks from the arming's tick to the first tick at or after the due time:
+            // ceil((first_due - armed_tick) / tick), with the difference > 0.
+            difference_over(self.first_due.saturating_sub(1), self.armed_tick, tick)
+                .saturating_add(1)
+                .max(1)
         };
-        clamp(i128::from(self.armed_tick) + ticks * tick)
+        offset(self.armed_tick, ticks, tick)
     }
 
     /// The number of expirations the kernel has produced for this arming by the clock tick
@@ -180,7 +222,7 @@ impl Arming {
             let due = if self.tick <= 0 {
                 self.first_due
             } else {
-                self.first_tick()
+                self.first_tick
             };
             return u64::from(at >= due);
         }
@@ -188,22 +230,21 @@ impl Arming {
             // A high-resolution timer expires at each due time.
             return clamp_u64(grid_count(self.first_due, self.period, now));
         }
-        let tick = i128::from(self.tick);
         if let Some(from) = self.counted_from {
             if tick_now < from {
                 return 0;
             }
-            let step = tick.max(i128::from(self.period));
-            return clamp_u64(1 + (i128::from(tick_now) - i128::from(from)) / step);
+            let step = self.tick.max(self.period);
+            return clamp_u64(difference_over(tick_now, from, step).saturating_add(1));
         }
-        let first_tick = self.first_tick();
+        let first_tick = self.first_tick;
         if tick_now < first_tick {
             return 0;
         }
-        let by_grid = grid_count(self.first_due, self.period, tick_now)
-            - grid_count(self.first_due, self.period, first_tick);
-        let by_ticks = (i128::from(tick_now) - i128::from(first_tick)) / tick;
-        clamp_u64(1 + by_grid.min(by_ticks))
+        let by_grid =
+            grid_count(self.first_due, self.period, tick_now) - self.due_times_by_first_tick;
+        let by_ticks = difference_over(tick_now, first_tick, self.tick);
+        clamp_u64(by_grid.min(by_ticks).saturating_add(1))
     }
 
     /// The due time of expiration `sequence` (1-based): the latest due time it covered.
@@ -213,24 +254,21 @@ impl Arming {
         if self.period <= 0 {
             return self.first_due;
         }
-        let later = i128::from(sequence.max(1) - 1);
-        let period = i128::from(self.period);
+        let later = i64::try_from(sequence.max(1) - 1).unwrap_or(i64::MAX);
         if self.tick <= 0 {
-            return clamp(i128::from(self.first_due) + later * period);
+            return offset(self.first_due, later, self.period);
         }
-        let tick = i128::from(self.tick);
         let expired_at = if let Some(from) = self.counted_from {
-            i128::from(from) + later * tick.max(period)
+            offset(from, later, self.tick.max(self.period))
         } else {
-            let first_tick = self.first_tick();
-            if period >= tick {
+            if self.period >= self.tick {
                 // One due time per tick: the `later`-th due time after the first tick.
-                let index = grid_count(self.first_due, self.period, first_tick) - 1 + later;
-                return clamp(i128::from(self.first_due) + index * period);
+                let index = (self.due_times_by_first_tick - 1).saturating_add(later);
+                return offset(self.first_due, index, self.period);
             }
-            i128::from(first_tick) + later * tick
+            offset(self.first_tick, later, self.tick)
         };
-        grid_latest(self.first_due, self.period, clamp(expired_at))
+        grid_latest(self.first_due, self.period, expired_at)
     }
 }
 

@@ -42,7 +42,7 @@ impl Inner {
                     let new_tick = tick > st.last_tick;
                     if new_tick {
                         st.stats.ticks += (tick - st.last_tick) / increment;
-                        st.last_tick = tick;
+                        self.set_last_tick(&mut st, tick);
                     }
                     self.expire_due(&mut st, new_tick);
                     self.changed.notify_all();
@@ -57,7 +57,7 @@ impl Inner {
         let tick = target / increment * increment;
         if tick > st.last_tick {
             st.stats.ticks += (tick - st.last_tick) / increment;
-            st.last_tick = tick;
+            self.set_last_tick(&mut st, tick);
         }
         drop(st);
         self.changed.notify_all();
@@ -270,7 +270,7 @@ impl Inner {
             let new_tick = tick > st.last_tick;
             if new_tick {
                 st.stats.ticks += (tick - st.last_tick) / increment;
-                st.last_tick = tick;
+                self.set_last_tick(&mut st, tick);
             }
             self.expire_due(&mut st, new_tick);
             if let Some(bug_check) = self.watchdog(&st, Instant::now()) {

@@ -597,6 +597,11 @@ pub(crate) struct Inner {
     crashed: AtomicBool,
     started: Instant,
     id: u64,
+    /// `State::last_tick`, published for `KeQueryInterruptTime`, which reads it without the
+    /// kernel lock as Windows reads `KUSER_SHARED_DATA.InterruptTime`: a tick-clock read
+    /// costs what it costs on Windows (a load), not a lock round trip. Written only with
+    /// `last_tick`, under the lock ([`Inner::set_last_tick`]).
+    tick_clock: AtomicU64,
 }
 
 /// A simulated machine. Cheap to clone (a shared handle); when the last clone is dropped its
@@ -697,6 +702,7 @@ impl Kernel {
             crashed: AtomicBool::new(false),
             started: Instant::now(),
             id: NEXT_KERNEL_ID.fetch_add(1, Ordering::Relaxed),
+            tick_clock: AtomicU64::new(0),
         });
         let mut threads = Vec::with_capacity(processors + 1);
         let processor_threads = if inline { 0 } else { processors };
@@ -798,7 +804,7 @@ impl Kernel {
     /// (`KeQueryInterruptTime`).
     #[must_use]
     pub fn interrupt_time(&self) -> u64 {
-        self.inner().lock().last_tick
+        self.inner().interrupt_time()
     }
 
     /// Precise interrupt time (`KeQueryInterruptTimePrecise`).
@@ -1199,7 +1205,14 @@ impl Inner {
 
     /// `KeQueryInterruptTime`: interrupt time at the last tick.
     pub(crate) fn interrupt_time(&self) -> u64 {
-        self.lock().last_tick
+        self.tick_clock.load(Ordering::Acquire)
+    }
+
+    /// Moves the tick clock to `tick` (a later tick than `st.last_tick`) and publishes it
+    /// for lock-free readers ([`Inner::interrupt_time`]).
+    pub(crate) fn set_last_tick(&self, st: &mut State, tick: u64) {
+        st.last_tick = tick;
+        self.tick_clock.store(tick, Ordering::Release);
     }
 
     /// `KeQueryInterruptTimePrecise`.
