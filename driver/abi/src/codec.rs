@@ -20,60 +20,7 @@ use crate::layout::{
     SetRequest, TIMER_TYPE_NOTIFICATION, TIMER_TYPE_SYNCHRONIZATION, TimerRequest, WaitRequest,
     WaitResponse,
 };
-use crate::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH,
-};
-pub use crate::wire::Wire;
-
-/// Why a buffer was rejected. Each maps to one documented NTSTATUS ([`DecodeError::status`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    /// The buffer is shorter than the message (or, when encoding, than the output).
-    TooShort {
-        /// Bytes the message needs.
-        needed: usize,
-        /// Bytes the buffer has.
-        actual: usize,
-    },
-    /// The buffer is longer than the message.
-    TooLong {
-        /// Bytes the message has.
-        expected: usize,
-        /// Bytes the buffer has.
-        actual: usize,
-    },
-    /// The header's size field is not the message's size.
-    SizeField {
-        /// The message's size.
-        expected: usize,
-        /// The header's size field.
-        found: u32,
-    },
-    /// The header carries another ABI version.
-    Revision {
-        /// The version found.
-        found: u32,
-    },
-    /// A field is out of range, has unknown flag bits, or a reserved field is not zero.
-    InvalidField {
-        /// The field's name as in [`crate::layout`].
-        field: &'static str,
-    },
-}
-
-impl DecodeError {
-    /// The NTSTATUS the driver completes the request with.
-    #[must_use]
-    pub const fn status(self) -> NtStatus {
-        match self {
-            Self::TooShort { .. } => STATUS_BUFFER_TOO_SMALL,
-            Self::TooLong { .. } | Self::SizeField { .. } => STATUS_INFO_LENGTH_MISMATCH,
-            Self::Revision { .. } => STATUS_REVISION_MISMATCH,
-            Self::InvalidField { .. } => STATUS_INVALID_PARAMETER,
-        }
-    }
-}
+pub use crate::wire::{DecodeError, Validate, Wire};
 
 /// A message that can be read from a byte buffer and validated.
 pub trait Decode: Sized {
@@ -92,17 +39,6 @@ pub trait Encode {
     /// # Errors
     /// [`DecodeError::TooShort`] if `out` cannot hold it (nothing is written then).
     fn encode(&self, out: &mut [u8]) -> Result<usize, DecodeError>;
-}
-
-/// A request or response: its field checks beyond the header. A type of [`crate::layout`]
-/// whose first field is a [`Header`] and that implements this is a message: [`Decode`] (the
-/// header checks, then these) follows.
-pub trait Validate {
-    /// Checks every field's value.
-    ///
-    /// # Errors
-    /// [`DecodeError::InvalidField`] naming the first bad field.
-    fn validate(&self) -> Result<(), DecodeError>;
 }
 
 const fn invalid(field: &'static str) -> DecodeError {
