@@ -5,8 +5,12 @@
 //! construction. A request decoder checks, in order: the buffer holds a header; the header's
 //! ABI version; the buffer's length is exactly the request's size; the header's size field;
 //! then every field's value. Response decoders (used by user mode) apply the same checks.
+//!
+//! What makes a type a message: its layout line in [`crate::layout`] (`assert_layout!`, which
+//! also gives it its byte form, [`Wire`]) and its field checks ([`Validate`]). [`Encode`] and
+//! [`Decode`] follow from those two for every such type; there is no list of messages to keep.
 
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 
 use crate::layout::{
     ArmResponse, CREATE_FLAGS_ALL, CREATE_HIGH_RESOLUTION, CreateRequest, CreateResponse,
@@ -16,59 +20,7 @@ use crate::layout::{
     SetRequest, TIMER_TYPE_NOTIFICATION, TIMER_TYPE_SYNCHRONIZATION, TimerRequest, WaitRequest,
     WaitResponse,
 };
-use crate::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_PARAMETER,
-    STATUS_REVISION_MISMATCH,
-};
-
-/// Why a buffer was rejected. Each maps to one documented NTSTATUS ([`DecodeError::status`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DecodeError {
-    /// The buffer is shorter than the message (or, when encoding, than the output).
-    TooShort {
-        /// Bytes the message needs.
-        needed: usize,
-        /// Bytes the buffer has.
-        actual: usize,
-    },
-    /// The buffer is longer than the message.
-    TooLong {
-        /// Bytes the message has.
-        expected: usize,
-        /// Bytes the buffer has.
-        actual: usize,
-    },
-    /// The header's size field is not the message's size.
-    SizeField {
-        /// The message's size.
-        expected: usize,
-        /// The header's size field.
-        found: u32,
-    },
-    /// The header carries another ABI version.
-    Revision {
-        /// The version found.
-        found: u32,
-    },
-    /// A field is out of range, has unknown flag bits, or a reserved field is not zero.
-    InvalidField {
-        /// The field's name as in [`crate::layout`].
-        field: &'static str,
-    },
-}
-
-impl DecodeError {
-    /// The NTSTATUS the driver completes the request with.
-    #[must_use]
-    pub const fn status(self) -> NtStatus {
-        match self {
-            Self::TooShort { .. } => STATUS_BUFFER_TOO_SMALL,
-            Self::TooLong { .. } | Self::SizeField { .. } => STATUS_INFO_LENGTH_MISMATCH,
-            Self::Revision { .. } => STATUS_REVISION_MISMATCH,
-            Self::InvalidField { .. } => STATUS_INVALID_PARAMETER,
-        }
-    }
-}
+pub use crate::wire::{DecodeError, Validate, Wire};
 
 /// A message that can be read from a byte buffer and validated.
 pub trait Decode: Sized {
@@ -89,142 +41,6 @@ pub trait Encode {
     fn encode(&self, out: &mut [u8]) -> Result<usize, DecodeError>;
 }
 
-/// A value with a fixed byte form at a given offset. Reads and writes are bounds-checked and
-/// return `None` instead of panicking.
-trait Wire: Sized {
-    fn read(bytes: &[u8], offset: usize) -> Option<Self>;
-    fn write(&self, out: &mut [u8], offset: usize) -> Option<()>;
-}
-
-fn slot<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
-    bytes.get(offset..offset.checked_add(N)?)?.try_into().ok()
-}
-
-fn put(out: &mut [u8], offset: usize, value: &[u8]) -> Option<()> {
-    out.get_mut(offset..offset.checked_add(value.len())?)?
-        .copy_from_slice(value);
-    Some(())
-}
-
-macro_rules! wire_int {
-    ($($ty:ty),*) => {$(
-        impl Wire for $ty {
-            fn read(bytes: &[u8], offset: usize) -> Option<Self> {
-                slot(bytes, offset).map(<$ty>::from_ne_bytes)
-            }
-            fn write(&self, out: &mut [u8], offset: usize) -> Option<()> {
-                put(out, offset, &self.to_ne_bytes())
-            }
-        }
-    )*};
-}
-wire_int!(u16, u32, u64, i32, i64);
-
-/// Implements [`Wire`] for a struct field by field, each at its `offset_of!`.
-macro_rules! wire_struct {
-    ($ty:ident { $($field:ident),* $(,)? }) => {
-        impl Wire for $ty {
-            fn read(bytes: &[u8], offset: usize) -> Option<Self> {
-                Some(Self {
-                    $($field: Wire::read(bytes, offset.checked_add(offset_of!($ty, $field))?)?,)*
-                })
-            }
-            fn write(&self, out: &mut [u8], offset: usize) -> Option<()> {
-                $(self.$field.write(out, offset.checked_add(offset_of!($ty, $field))?)?;)*
-                Some(())
-            }
-        }
-    };
-}
-
-wire_struct!(Header { abi_version, size });
-wire_struct!(Schedule {
-    mode,
-    flags,
-    due_time,
-    period_ms,
-    tolerable_delay_ms
-});
-wire_struct!(CreateRequest {
-    header,
-    timer_type,
-    flags,
-    schedule
-});
-wire_struct!(CreateResponse { header, timer_id });
-wire_struct!(SetRequest {
-    header,
-    timer_id,
-    schedule
-});
-wire_struct!(TimerRequest { header, timer_id });
-wire_struct!(ArmResponse {
-    header,
-    was_armed,
-    reserved
-});
-wire_struct!(QueryResponse {
-    header,
-    timer_id,
-    state,
-    signaled,
-    timer_type,
-    flags,
-    mode,
-    period_ms,
-    due_time,
-    expirations,
-    dpc_runs,
-    coalesced,
-    lateness_last,
-    lateness_min,
-    lateness_max,
-    lateness_mean,
-});
-wire_struct!(WaitRequest {
-    header,
-    min_records,
-    reserved
-});
-wire_struct!(WaitResponse {
-    header,
-    record_count,
-    reserved,
-    overruns
-});
-wire_struct!(ExpiryRecord {
-    timer_id,
-    sequence,
-    due_time,
-    fire_time,
-    lateness,
-    expirations,
-    reserved,
-});
-wire_struct!(InfoResponse {
-    header,
-    driver_version_major,
-    driver_version_minor,
-    driver_version_patch,
-    reserved,
-    clock_increment,
-    max_timers_per_handle,
-    max_pending_waits_per_handle,
-    event_ring_capacity,
-    min_period_ms,
-    max_period_ms,
-    max_tolerable_delay_ms,
-    padding,
-    max_relative_due,
-    interrupt_time,
-    system_time,
-});
-
-/// Field checks beyond the header.
-trait Validate {
-    fn validate(&self) -> Result<(), DecodeError>;
-}
-
 const fn invalid(field: &'static str) -> DecodeError {
     DecodeError::InvalidField { field }
 }
@@ -233,7 +49,8 @@ const fn check(ok: bool, field: &'static str) -> Result<(), DecodeError> {
     if ok { Ok(()) } else { Err(invalid(field)) }
 }
 
-impl Validate for Schedule {
+impl Schedule {
+    /// The checks of a schedule embedded in create and set.
     fn validate(&self) -> Result<(), DecodeError> {
         check(
             self.mode == MODE_ONE_SHOT || self.mode == MODE_PERIODIC,
@@ -412,38 +229,16 @@ fn encode_value<T: Wire>(value: &T, out: &mut [u8]) -> Result<usize, DecodeError
     Ok(needed)
 }
 
-macro_rules! message {
-    ($($ty:ident),*) => {$(
-        impl Decode for $ty {
-            fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-                decode_exact(bytes)
-            }
-        }
-        impl Encode for $ty {
-            fn encode(&self, out: &mut [u8]) -> Result<usize, DecodeError> {
-                encode_value(self, out)
-            }
-        }
-    )*};
-}
-message!(
-    CreateRequest,
-    CreateResponse,
-    SetRequest,
-    TimerRequest,
-    ArmResponse,
-    QueryResponse,
-    WaitRequest,
-    InfoResponse
-);
-
-impl Encode for WaitResponse {
-    fn encode(&self, out: &mut [u8]) -> Result<usize, DecodeError> {
-        encode_value(self, out)
+/// Every message decodes with the header checks, then its field checks. (A wait response
+/// decodes this way only without records: read one with records with [`WaitBatch::decode`].)
+impl<T: Wire + Validate> Decode for T {
+    fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode_exact(bytes)
     }
 }
 
-impl Encode for ExpiryRecord {
+/// Every type with a layout line encodes as its `#[repr(C)]` bytes.
+impl<T: Wire> Encode for T {
     fn encode(&self, out: &mut [u8]) -> Result<usize, DecodeError> {
         encode_value(self, out)
     }

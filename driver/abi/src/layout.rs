@@ -303,7 +303,12 @@ pub struct InfoResponse {
 
 // ---- compile-time layout checks -----------------------------------------------------------
 
-/// Asserts a type's size and alignment and every listed field's offset at compile time.
+/// Asserts a type's size and alignment and every field's offset at compile time, and gives
+/// the type its byte form ([`crate::wire::Wire`]: each field read and written at its
+/// `offset_of!`). The list must name every field: the byte form is built as a struct literal,
+/// so a field left out (or one added to the struct and not here) stops the build. A type
+/// without this line has no byte form, so it cannot be an IOCTL's input or output
+/// ([`crate::ioctl::Ioctl`]): that is the coverage check of these assertions.
 macro_rules! assert_layout {
     ($ty:ty, size = $size:expr, align = $align:expr, { $($field:ident = $offset:expr),* $(,)? }) => {
         const _: () = {
@@ -311,6 +316,24 @@ macro_rules! assert_layout {
             assert!(align_of::<$ty>() == $align);
             $(assert!(offset_of!($ty, $field) == $offset);)*
         };
+        impl crate::wire::Wire for $ty {
+            fn read(bytes: &[u8], offset: usize) -> Option<Self> {
+                Some(Self {
+                    $($field: crate::wire::Wire::read(
+                        bytes,
+                        offset.checked_add(offset_of!($ty, $field))?,
+                    )?,)*
+                })
+            }
+            fn write(&self, out: &mut [u8], offset: usize) -> Option<()> {
+                $(crate::wire::Wire::write(
+                    &self.$field,
+                    out,
+                    offset.checked_add(offset_of!($ty, $field))?,
+                )?;)*
+                Some(())
+            }
+        }
     };
 }
 

@@ -2,7 +2,7 @@
 //! model, and the Wine WDM front end) hands its device-control requests to [`dispatch`].
 //!
 //! One request flows down once and its answer up once: [`dispatch`] decodes the input
-//! ([`Operation::decode`]), validates what depends on the driver's configuration and the
+//! ([`Request::decode`], generated from the ABI's IOCTL declaration), validates what depends on the driver's configuration and the
 //! output size (the order of `docs/PROTOCOL.md`), calls one operation of the [`Service`],
 //! which returns its typed response or a status, encodes the response and completes the
 //! request. The service never encodes or completes, with one exception: a wait it cannot
@@ -18,18 +18,12 @@
 
 use core::mem::size_of;
 
-use ktimer_abi::codec::{Decode, DecodeError, Encode, encode_wait_response, records_fitting};
-use ktimer_abi::ioctl::{
-    IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
-    IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
-};
+use ktimer_abi::ExpiryRecord;
+use ktimer_abi::WaitRequest;
+use ktimer_abi::codec::{DecodeError, Encode, encode_wait_response, records_fitting};
+use ktimer_abi::ioctl::{Cancel, Close, Create, Empty, GetInfo, Ioctl, Query, Request, Set};
 use ktimer_abi::status::{
-    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INFO_LENGTH_MISMATCH, STATUS_INVALID_DEVICE_REQUEST,
-    STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS,
-};
-use ktimer_abi::{
-    ArmResponse, CreateRequest, CreateResponse, ExpiryRecord, InfoResponse, QueryResponse,
-    SetRequest, TimerRequest, WaitRequest,
+    NtStatus, STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS,
 };
 
 use crate::waits::{Parking, PendingWait};
@@ -128,54 +122,6 @@ impl<R: CancelableRequest> PendingWait for Pended<R> {
     }
 }
 
-/// A decoded request, copied out of the input buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// `IOCTL_KTIMER_GET_INFO`.
-    GetInfo,
-    /// `IOCTL_KTIMER_CREATE`.
-    Create(CreateRequest),
-    /// `IOCTL_KTIMER_SET`.
-    Set(SetRequest),
-    /// `IOCTL_KTIMER_CANCEL`.
-    Cancel(TimerRequest),
-    /// `IOCTL_KTIMER_QUERY`.
-    Query(TimerRequest),
-    /// `IOCTL_KTIMER_WAIT`.
-    Wait(WaitRequest),
-    /// `IOCTL_KTIMER_CLOSE`.
-    Close(TimerRequest),
-}
-
-impl Operation {
-    /// Decodes an input buffer for `code`: the code, the header, the length and the field
-    /// values (steps 1-5 of the order in `docs/PROTOCOL.md`). Any IRQL; never panics.
-    ///
-    /// # Errors
-    /// The documented status of the first check that fails.
-    pub fn decode(code: u32, input: &[u8]) -> Result<Self, NtStatus> {
-        fn typed<T: Decode>(input: &[u8]) -> Result<T, NtStatus> {
-            T::decode(input).map_err(DecodeError::status)
-        }
-        match code {
-            IOCTL_KTIMER_GET_INFO => {
-                if input.is_empty() {
-                    Ok(Self::GetInfo)
-                } else {
-                    Err(STATUS_INFO_LENGTH_MISMATCH)
-                }
-            }
-            IOCTL_KTIMER_CREATE => typed(input).map(Self::Create),
-            IOCTL_KTIMER_SET => typed(input).map(Self::Set),
-            IOCTL_KTIMER_CANCEL => typed(input).map(Self::Cancel),
-            IOCTL_KTIMER_QUERY => typed(input).map(Self::Query),
-            IOCTL_KTIMER_WAIT => typed(input).map(Self::Wait),
-            IOCTL_KTIMER_CLOSE => typed(input).map(Self::Close),
-            _ => Err(STATUS_INVALID_DEVICE_REQUEST),
-        }
-    }
-}
-
 /// Completes `request` with a result: success with its bytes of output, or a failure with
 /// none. Returns the status.
 fn finish<R: IoRequest>(request: R, result: Result<usize, NtStatus>) -> NtStatus {
@@ -187,14 +133,15 @@ fn finish<R: IoRequest>(request: R, result: Result<usize, NtStatus>) -> NtStatus
     status
 }
 
-/// Steps 6 and 7 of the order in `docs/PROTOCOL.md`, then the encoding: refuses an output
-/// shorter than the response before the operation runs (so a refused request changes
-/// nothing), runs it, and encodes its response into `output`.
-fn answer<T: Encode>(
+/// Steps 6 and 7 of the order in `docs/PROTOCOL.md`, then the encoding, for the IOCTL `I`:
+/// refuses an output shorter than `I`'s declared output before the operation runs (so a
+/// refused request changes nothing), runs it, and encodes its response (of the declared
+/// type: the handler cannot answer with another) into `output`.
+fn answer<I: Ioctl>(
     output: &mut [u8],
-    operation: impl FnOnce() -> Result<T, NtStatus>,
+    operation: impl FnOnce() -> Result<I::Output, NtStatus>,
 ) -> Result<usize, NtStatus> {
-    if output.len() < size_of::<T>() {
+    if output.len() < size_of::<I::Output>() {
         return Err(STATUS_BUFFER_TOO_SMALL);
     }
     operation()?.encode(output).map_err(DecodeError::status)
@@ -213,23 +160,27 @@ pub fn dispatch<R: CancelableRequest>(
     mut request: R,
     passive: &PassiveLevel,
 ) -> NtStatus {
-    let operation = match Operation::decode(code, request.input()) {
-        Ok(operation) => operation,
+    let decoded = match Request::decode(code, request.input()) {
+        Ok(decoded) => decoded,
         Err(status) => return finish(request, Err(status)),
     };
     let output = request.output();
-    let result = match operation {
-        Operation::GetInfo => answer::<InfoResponse>(output, || service.get_info(file)),
-        Operation::Create(create) => service.prepare(create.schedule).and_then(|prepared| {
-            answer::<CreateResponse>(output, || service.create(file, &create, &prepared))
+    // One arm per declared IOCTL (the match is exhaustive: a new declaration does not build
+    // until it has its arm), each the handler call; `answer::<I>` takes the declared output.
+    let result = match decoded {
+        Request::GetInfo(Empty) => answer::<GetInfo>(output, || service.get_info(file)),
+        Request::Create(create) => service.prepare(create.schedule).and_then(|prepared| {
+            answer::<Create>(output, || service.create(file, &create, &prepared))
         }),
-        Operation::Set(set) => service.prepare(set.schedule).and_then(|prepared| {
-            answer::<ArmResponse>(output, || service.set(file, &set, &prepared, passive))
+        Request::Set(set) => service.prepare(set.schedule).and_then(|prepared| {
+            answer::<Set>(output, || service.set(file, &set, &prepared, passive))
         }),
-        Operation::Cancel(timer) => answer::<ArmResponse>(output, || service.cancel(file, &timer)),
-        Operation::Query(timer) => answer::<QueryResponse>(output, || service.query(file, &timer)),
-        Operation::Close(timer) => service.close_timer(file, &timer).map(|()| 0),
-        Operation::Wait(wait) => return dispatch_wait(service, file, &wait, request),
+        Request::Cancel(timer) => answer::<Cancel>(output, || service.cancel(file, &timer)),
+        Request::Query(timer) => answer::<Query>(output, || service.query(file, &timer)),
+        Request::Close(timer) => {
+            answer::<Close>(output, || service.close_timer(file, &timer).map(|()| Empty))
+        }
+        Request::Wait(wait) => return dispatch_wait(service, file, &wait, request),
     };
     finish(request, result)
 }

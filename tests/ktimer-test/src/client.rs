@@ -7,14 +7,13 @@ use std::mem::size_of;
 
 use ktimer_abi::codec::{WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
-    IOCTL_KTIMER_CANCEL, IOCTL_KTIMER_CLOSE, IOCTL_KTIMER_CREATE, IOCTL_KTIMER_GET_INFO,
-    IOCTL_KTIMER_QUERY, IOCTL_KTIMER_SET, IOCTL_KTIMER_WAIT,
+    Cancel, Close, Create, Empty, GetInfo, IOCTL_KTIMER_WAIT, Ioctl, Query, Set,
 };
 use ktimer_abi::status::{NtStatus, name_of};
 use ktimer_abi::{
-    ArmResponse, CreateRequest, CreateResponse, Decode, DecodeError, Encode, ExpiryRecord, Header,
-    InfoResponse, MODE_ONE_SHOT, MODE_PERIODIC, QueryResponse, SCHEDULE_ABSOLUTE, Schedule,
-    SetRequest, TimerRequest, WaitRequest, WaitResponse,
+    CreateRequest, Decode, DecodeError, Encode, ExpiryRecord, Header, InfoResponse, MODE_ONE_SHOT,
+    MODE_PERIODIC, QueryResponse, SCHEDULE_ABSOLUTE, Schedule, SetRequest, TimerRequest,
+    WaitRequest, WaitResponse,
 };
 
 use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
@@ -188,11 +187,17 @@ impl Client {
         self.handle.close();
     }
 
-    fn call<R: Decode>(&self, code: u32, input: &[u8]) -> Result<R, ClientError> {
-        let mut output = vec![0; size_of::<R>()];
-        let length = self.handle.control(code, input, &mut output)?;
+    /// Any declared IOCTL with a fixed-size response, typed by its declaration
+    /// (`ktimer_abi::ioctl`): encodes `input`, gives the driver an output of exactly the
+    /// declared response's size, and decodes and validates the response.
+    ///
+    /// # Errors
+    /// The failure status, or a malformed response.
+    pub fn call<I: Ioctl>(&self, input: &I::Input) -> Result<I::Output, ClientError> {
+        let mut output = vec![0; size_of::<I::Output>()];
+        let length = self.handle.control(I::CODE, &encode(input), &mut output)?;
         output.truncate(length);
-        Ok(R::decode(&output)?)
+        Ok(I::Output::decode(&output)?)
     }
 
     /// Get-info: versions, clock increment, limits, current times.
@@ -200,7 +205,7 @@ impl Client {
     /// # Errors
     /// The failure status, or a response of another ABI version.
     pub fn info(&self) -> Result<InfoResponse, ClientError> {
-        self.call(IOCTL_KTIMER_GET_INFO, &[])
+        self.call::<GetInfo>(&Empty)
     }
 
     /// Creates and arms a timer; returns its id.
@@ -208,8 +213,7 @@ impl Client {
     /// # Errors
     /// The failure status.
     pub fn create(&self, request: &CreateRequest) -> Result<u64, ClientError> {
-        let response: CreateResponse = self.call(IOCTL_KTIMER_CREATE, &encode(request))?;
-        Ok(response.timer_id)
+        Ok(self.call::<Create>(request)?.timer_id)
     }
 
     /// Creates a notification timer with no flags.
@@ -234,8 +238,7 @@ impl Client {
             timer_id,
             schedule,
         };
-        let response: ArmResponse = self.call(IOCTL_KTIMER_SET, &encode(&request))?;
-        Ok(response.was_armed != 0)
+        Ok(self.call::<Set>(&request)?.was_armed != 0)
     }
 
     /// Cancels a timer; returns whether it was armed.
@@ -243,9 +246,7 @@ impl Client {
     /// # Errors
     /// The failure status.
     pub fn cancel(&self, timer_id: u64) -> Result<bool, ClientError> {
-        let response: ArmResponse =
-            self.call(IOCTL_KTIMER_CANCEL, &encode(&timer_request(timer_id)))?;
-        Ok(response.was_armed != 0)
+        Ok(self.call::<Cancel>(&timer_request(timer_id))?.was_armed != 0)
     }
 
     /// Reads a timer's state and statistics.
@@ -253,7 +254,7 @@ impl Client {
     /// # Errors
     /// The failure status.
     pub fn query(&self, timer_id: u64) -> Result<QueryResponse, ClientError> {
-        self.call(IOCTL_KTIMER_QUERY, &encode(&timer_request(timer_id)))
+        self.call::<Query>(&timer_request(timer_id))
     }
 
     /// Closes (destroys) a timer.
@@ -261,12 +262,7 @@ impl Client {
     /// # Errors
     /// The failure status.
     pub fn close_timer(&self, timer_id: u64) -> Result<(), ClientError> {
-        let mut nothing = [0_u8; 0];
-        self.handle.control(
-            IOCTL_KTIMER_CLOSE,
-            &encode(&timer_request(timer_id)),
-            &mut nothing,
-        )?;
+        self.call::<Close>(&timer_request(timer_id))?;
         Ok(())
     }
 
