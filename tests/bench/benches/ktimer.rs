@@ -41,7 +41,7 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig};
+use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig, UserHandle};
 use kernel_sim::{Config, Execution, KDPC, KTIMER, Kernel, LARGE_INTEGER, PVOID, ntddk};
 use ktimer_abi::codec::{Decode, Encode, WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
@@ -159,7 +159,7 @@ impl Driver {
         Self { framework, device }
     }
 
-    fn open(&self) -> FileHandle {
+    fn open(&self) -> UserHandle {
         self.framework.open(self.device, None).expect("opens")
     }
 }
@@ -175,7 +175,7 @@ impl Drop for Driver {
 struct Load {
     kernel: Kernel,
     host: Driver,
-    handles: Vec<FileHandle>,
+    handles: Vec<UserHandle>,
 }
 
 impl Load {

@@ -38,7 +38,7 @@ pub mod seeds;
 
 use std::time::Duration;
 
-use kernel_sim::wdf::{Completion, DeviceNode, FileHandle, Framework, FrameworkConfig, Io};
+use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig, Io, IoOutcome, UserHandle};
 use kernel_sim::{
     Clock, Config, Execution, Kernel, STATUS_DELETE_PENDING, STATUS_INVALID_DEVICE_STATE,
     STATUS_NO_SUCH_DEVICE,
@@ -274,7 +274,7 @@ struct Pending {
 
 /// An open handle and the timer ids it was given.
 struct Open {
-    handle: FileHandle,
+    handle: UserHandle,
     /// Ids of its live timers.
     ids: Vec<u64>,
     /// Every id it was given, closed or not (a closed timer's records stay in the ring).
@@ -532,7 +532,7 @@ impl Script<'_> {
         slot: usize,
         code: u32,
         input: &[u8],
-        done: &Completion,
+        done: &IoOutcome,
         was_pending: bool,
     ) {
         let status = done.status;

@@ -72,7 +72,7 @@ impl Rig {
     /// Sends one IOCTL (8 bytes in, 8 out) and returns the request the driver parked.
     fn parked_request(
         &self,
-        file: &kernel_sim::wdf::FileHandle,
+        file: &kernel_sim::wdf::UserHandle,
     ) -> (WDFREQUEST, kernel_sim::wdf::Io) {
         let io = file.submit(0x0022_2000, &[1; 8], 8);
         let request = PARKED

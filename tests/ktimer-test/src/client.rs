@@ -16,7 +16,7 @@ use ktimer_abi::{
     WaitRequest, WaitResponse,
 };
 
-use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
+use crate::device::{Device, Handle, IoFailure, OpenError, PendingRequest, Reply};
 
 /// Why a typed operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,16 +141,16 @@ pub struct Batch {
 ///
 /// # Errors
 /// The failure status, or a malformed response.
-pub fn decode_wait(completion: Completion) -> Result<Batch, ClientError> {
+pub fn decode_wait(completion: Reply) -> Result<Batch, ClientError> {
     match completion {
-        Completion::Done(bytes) => {
+        Reply::Done(bytes) => {
             let batch = WaitBatch::decode(&bytes)?;
             Ok(Batch {
                 records: batch.records().collect(),
                 overruns: batch.response.overruns,
             })
         }
-        Completion::Failed(failure) => Err(ClientError::Io(failure)),
+        Reply::Failed(failure) => Err(ClientError::Io(failure)),
     }
 }
 

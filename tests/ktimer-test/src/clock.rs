@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::device::{Completion, PendingRequest};
+use crate::device::{PendingRequest, Reply};
 
 /// Device time, as seen by a scenario.
 pub trait Clock {
@@ -24,7 +24,7 @@ pub trait Clock {
         request: &mut dyn PendingRequest,
         limit: Duration,
         step: Duration,
-    ) -> Option<Completion> {
+    ) -> Option<Reply> {
         if !self.is_virtual() {
             return request.wait(limit);
         }

@@ -124,7 +124,7 @@ pub trait Handle {
 pub trait PendingRequest {
     /// Waits up to `timeout` for completion; `None` if still pending. Once it has returned
     /// `Some`, later calls return the same completion.
-    fn wait(&mut self, timeout: Duration) -> Option<Completion>;
+    fn wait(&mut self, timeout: Duration) -> Option<Reply>;
 
     /// Asks the driver to cancel the request (like `CancelIoEx`); it still has to be waited
     /// for.
@@ -133,7 +133,7 @@ pub trait PendingRequest {
 
 /// How a request completed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Completion {
+pub enum Reply {
     /// Success (or an informational/warning status): the bytes the driver returned.
     Done(Vec<u8>),
     /// Failure status.

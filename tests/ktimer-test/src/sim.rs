@@ -11,14 +11,14 @@
 
 use std::time::Duration;
 
-use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig, Io};
+use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig, Io, UserHandle};
 use kernel_sim::{Config, Kernel, catch_bug_check};
 use ktimer_abi::status::{STATUS_CANCELLED, nt_success};
 
 use crate::app::Backend;
 use crate::client::status_name;
 use crate::clock::Clock;
-use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
+use crate::device::{Device, Handle, IoFailure, OpenError, PendingRequest, Reply};
 
 /// The tick of `--sim`: Windows' default clock interrupt period.
 pub const REAL_TIME_TICK: Duration = Duration::from_micros(15_625);
@@ -153,7 +153,7 @@ impl Device for SimDevice {
 
 /// One handle opened through the simulated I/O manager.
 struct SimHandle {
-    handle: FileHandle,
+    handle: UserHandle,
     virtual_time: bool,
 }
 
@@ -174,10 +174,10 @@ impl Handle for SimHandle {
             request.cancel();
             request
                 .wait(SYNC_LIMIT)
-                .unwrap_or(Completion::Failed(IoFailure::Status(STATUS_CANCELLED)))
+                .unwrap_or(Reply::Failed(IoFailure::Status(STATUS_CANCELLED)))
         });
         match completion {
-            Completion::Done(bytes) => {
+            Reply::Done(bytes) => {
                 let length = bytes.len().min(output.len());
                 if let (Some(target), Some(source)) =
                     (output.get_mut(..length), bytes.get(..length))
@@ -186,7 +186,7 @@ impl Handle for SimHandle {
                 }
                 Ok(length)
             }
-            Completion::Failed(failure) => Err(failure),
+            Reply::Failed(failure) => Err(failure),
         }
     }
 
@@ -209,16 +209,16 @@ impl Handle for SimHandle {
 /// A request sent through the simulated I/O manager.
 struct SimRequest(Io);
 
-fn completion_of(done: kernel_sim::wdf::Completion) -> Completion {
+fn completion_of(done: kernel_sim::wdf::IoOutcome) -> Reply {
     if nt_success(done.status) {
-        Completion::Done(done.output)
+        Reply::Done(done.output)
     } else {
-        Completion::Failed(IoFailure::Status(done.status))
+        Reply::Failed(IoFailure::Status(done.status))
     }
 }
 
 impl PendingRequest for SimRequest {
-    fn wait(&mut self, timeout: Duration) -> Option<Completion> {
+    fn wait(&mut self, timeout: Duration) -> Option<Reply> {
         let done = if timeout.is_zero() {
             self.0.result()
         } else {

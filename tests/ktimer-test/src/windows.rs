@@ -43,7 +43,7 @@ use windows_sys::Win32::System::Threading::{
 use windows_sys::core::GUID;
 
 use crate::clock::units_100ns;
-use crate::device::{Completion, Device, Handle, IoFailure, NtStatus, OpenError, PendingRequest};
+use crate::device::{Device, Handle, IoFailure, NtStatus, OpenError, PendingRequest, Reply};
 use crate::install::{DeviceState, InstalledDevice, missing_device_line, names_hardware_id};
 use crate::user_timer::{UserTimer, signed_lateness};
 
@@ -344,17 +344,17 @@ impl Handle for WindowsHandle {
             request.cancel();
             request
                 .wait(SYNC_LIMIT)
-                .unwrap_or(Completion::Failed(IoFailure::Status(
+                .unwrap_or(Reply::Failed(IoFailure::Status(
                     windows_sys::Win32::Foundation::STATUS_CANCELLED,
                 )))
         });
         match completion {
-            Completion::Done(bytes) => {
+            Reply::Done(bytes) => {
                 let length = bytes.len().min(output.len());
                 output[..length].copy_from_slice(&bytes[..length]);
                 Ok(length)
             }
-            Completion::Failed(failure) => Err(failure),
+            Reply::Failed(failure) => Err(failure),
         }
     }
 
@@ -400,7 +400,7 @@ struct IoRequest {
     /// Signalled by the I/O manager on completion (manual reset).
     event: OwnedHandle,
     output: Vec<u8>,
-    completion: Option<Completion>,
+    completion: Option<Reply>,
 }
 
 impl IoRequest {
@@ -468,7 +468,7 @@ impl IoRequest {
             if error != ERROR_IO_PENDING {
                 // Failed before it pended: the I/O manager does not fill the OVERLAPPED for
                 // a synchronous failure, so only the Win32 error is known.
-                request.completion = Some(Completion::Failed(IoFailure::Win32(error)));
+                request.completion = Some(Reply::Failed(IoFailure::Win32(error)));
             }
         }
         drop(guard);
@@ -477,15 +477,15 @@ impl IoRequest {
 
     /// Reads the outcome from the completed OVERLAPPED (what `GetOverlappedResult` reads;
     /// done directly so it also works after the file handle was closed).
-    fn read_completion(&mut self) -> Completion {
+    fn read_completion(&mut self) -> Reply {
         let status = overlapped_status(self.overlapped.Internal);
         if status < 0 {
-            return Completion::Failed(IoFailure::Status(status));
+            return Reply::Failed(IoFailure::Status(status));
         }
         let length = self.overlapped.InternalHigh.min(self.output.len());
         let mut bytes = std::mem::take(&mut self.output);
         bytes.truncate(length);
-        Completion::Done(bytes)
+        Reply::Done(bytes)
     }
 }
 
@@ -499,7 +499,7 @@ fn overlapped_status(internal: usize) -> NtStatus {
 }
 
 impl PendingRequest for IoRequest {
-    fn wait(&mut self, timeout: Duration) -> Option<Completion> {
+    fn wait(&mut self, timeout: Duration) -> Option<Reply> {
         if let Some(done) = &self.completion {
             return Some(done.clone());
         }

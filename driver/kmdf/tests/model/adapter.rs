@@ -7,7 +7,7 @@
 //! device), so every request goes through the KMDF shell: `EvtIoDeviceControl`,
 //! `EvtRequestCancel`, the file callbacks and the device cleanup.
 
-use kernel_sim::wdf::{DeviceNode, FileHandle, Framework, FrameworkConfig};
+use kernel_sim::wdf::{DeviceNode, UserHandle, Framework, FrameworkConfig};
 use kernel_sim::{BugCheck, Kernel};
 use ktimer_abi::status::NtStatus;
 use ktimer_kmdf::sim_hooks;
@@ -21,7 +21,7 @@ pub struct Driver {
 
 /// An open handle (a file object of the device).
 pub struct Handle {
-    file: FileHandle,
+    file: UserHandle,
 }
 
 /// A submitted (overlapped) request.

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use kernel_sim::wdf::{Completion, DeviceNode, FileHandle, Framework, FrameworkConfig, Io};
+use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig, Io, IoOutcome, UserHandle};
 use kernel_sim::{Config, Kernel};
 use ktimer_abi::codec::{WaitBatch, wait_response_len};
 use ktimer_abi::ioctl::{
@@ -36,14 +36,14 @@ pub struct Driver {
     pub kernel: Kernel,
     pub framework: Framework,
     pub device: DeviceNode,
-    opened: Mutex<Vec<Weak<FileHandle>>>,
+    opened: Mutex<Vec<Weak<UserHandle>>>,
 }
 
 /// An open handle (a file object of the device). Dropping the last clone closes it.
 #[derive(Clone)]
 pub struct Handle {
     kernel: Kernel,
-    file: Arc<FileHandle>,
+    file: Arc<UserHandle>,
 }
 
 impl Driver {
@@ -260,7 +260,7 @@ pub fn timer_request(timer_id: u64) -> TimerRequest {
 }
 
 /// Sends raw bytes; returns the status and the output.
-pub fn raw(handle: &Handle, code: u32, input: &[u8], output_len: usize) -> Completion {
+pub fn raw(handle: &Handle, code: u32, input: &[u8], output_len: usize) -> IoOutcome {
     handle
         .submit(code, input, output_len)
         .result()
@@ -356,7 +356,7 @@ pub fn submit_wait(handle: &Handle, min_records: u32, capacity: usize) -> Io {
 }
 
 /// The records of a successful wait completion.
-pub fn records_of(done: &Completion) -> (WaitResponse, Vec<ExpiryRecord>) {
+pub fn records_of(done: &IoOutcome) -> (WaitResponse, Vec<ExpiryRecord>) {
     assert_eq!(
         done.status,
         STATUS_SUCCESS,

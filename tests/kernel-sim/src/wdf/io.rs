@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::ddi::{drop_init, new_init};
 use super::model::{
-    Callback, Completion, Data, DriverMemory, Fault, File, Fx, Irp, Kind, Request, RequestKind,
+    Callback, Data, DriverMemory, Fault, File, Fx, IoOutcome, Irp, Kind, Request, RequestKind,
     RequestState, call_driver, device_mut, device_of, file_mut, handle_pointer, queue_mut,
 };
 use super::types::{
@@ -84,7 +84,7 @@ impl DeviceNode {
 
 /// An open handle (a file object).
 #[derive(Debug)]
-pub struct FileHandle {
+pub struct UserHandle {
     fx: Arc<Fx>,
     file: usize,
     closed: AtomicBool,
@@ -423,12 +423,12 @@ impl Framework {
         &self,
         device: DeviceNode,
         file_name: Option<&str>,
-    ) -> Result<FileHandle, NTSTATUS> {
+    ) -> Result<UserHandle, NTSTATUS> {
         let name: Vec<u16> = file_name.unwrap_or("").encode_utf16().collect();
         let file = self
             .fx
             .on_driver_thread(move |fx| open_on_driver_thread(fx, device.0, name))?;
-        Ok(FileHandle {
+        Ok(UserHandle {
             fx: Arc::clone(&self.fx),
             file,
             closed: AtomicBool::new(false),
@@ -593,7 +593,7 @@ fn discard_failed_create(fx: &Arc<Fx>, device: usize, file: usize) {
 }
 
 /// Waits (wall time, polling for a bug check) for an IRP's completion.
-fn wait_irp(fx: &Fx, irp: &Irp) -> Completion {
+fn wait_irp(fx: &Fx, irp: &Irp) -> IoOutcome {
     let mut state = irp.lock();
     loop {
         if let Some(done) = state.completion.clone() {
@@ -611,7 +611,7 @@ fn wait_irp(fx: &Fx, irp: &Irp) -> Completion {
     }
 }
 
-impl FileHandle {
+impl UserHandle {
     /// The file object's handle (for tests that call DDIs on it).
     #[must_use]
     pub fn file_object(&self) -> WDFFILEOBJECT {
@@ -627,7 +627,7 @@ impl FileHandle {
     pub fn submit(&self, code: ULONG, input: &[u8], output_length: usize) -> Io {
         let irp = Arc::new(Irp::default());
         if self.closed.load(Ordering::Acquire) {
-            irp.finish(Completion {
+            irp.finish(IoOutcome {
                 status: STATUS_INVALID_HANDLE,
                 information: 0,
                 output: Vec::new(),
@@ -706,7 +706,7 @@ impl FileHandle {
         self.close_now();
     }
 
-    /// Whether [`FileHandle::close`] has been called.
+    /// Whether [`UserHandle::close`] has been called.
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
@@ -734,7 +734,7 @@ impl FileHandle {
     }
 }
 
-impl Drop for FileHandle {
+impl Drop for UserHandle {
     fn drop(&mut self) {
         if !std::thread::panicking() {
             self.close_now();
@@ -800,7 +800,7 @@ fn send_on_driver_thread(
     irp: &Arc<Irp>,
 ) {
     let refuse = |status: NTSTATUS| {
-        irp.finish(Completion {
+        irp.finish(IoOutcome {
             status,
             information: 0,
             output: Vec::new(),
@@ -896,7 +896,7 @@ fn send_on_driver_thread(
 impl Io {
     /// The completion, if the request has completed.
     #[must_use]
-    pub fn result(&self) -> Option<Completion> {
+    pub fn result(&self) -> Option<IoOutcome> {
         self.irp.lock().completion.clone()
     }
 
@@ -905,7 +905,7 @@ impl Io {
     /// # Panics
     /// With a [`BugCheck`] payload if the machine bug-checks while waiting.
     #[must_use]
-    pub fn wait(&self, timeout: Option<Duration>) -> Option<Completion> {
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<IoOutcome> {
         let deadline = timeout.map(|timeout| Instant::now() + timeout);
         let mut state = self.irp.lock();
         loop {

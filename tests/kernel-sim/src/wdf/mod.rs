@@ -17,8 +17,8 @@ pub mod __ddi {
     pub use super::ddi::*;
 }
 
-pub use io::{DeviceNode, DriverEntry, FileHandle, Framework, FrameworkConfig, Io};
-pub use model::{Callback, CancelHold, Completion, Fault};
+pub use io::{DeviceNode, DriverEntry, Framework, FrameworkConfig, Io, UserHandle};
+pub use model::{Callback, CancelHold, Fault, IoOutcome};
 
 /// Calls a KMDF DDI the way wdk-sys' macro of the same name does at the call site:
 /// `call_unsafe_wdf_function_binding!(WdfRequestComplete, request, status)`, inside an

@@ -323,7 +323,7 @@ pub(crate) struct Request {
 
 /// How an I/O request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Completion {
+pub struct IoOutcome {
     /// The status the driver completed it with.
     pub status: NTSTATUS,
     /// `Information`.
@@ -342,7 +342,7 @@ pub(crate) struct Irp {
 
 #[derive(Debug, Default)]
 pub(crate) struct IrpState {
-    pub(crate) completion: Option<Completion>,
+    pub(crate) completion: Option<IoOutcome>,
     /// The request while it is in the framework.
     pub(crate) request: Option<usize>,
     /// The file object it was sent to.
@@ -354,7 +354,7 @@ impl Irp {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn finish(&self, completion: Completion) {
+    pub(crate) fn finish(&self, completion: IoOutcome) {
         let mut state = self.lock();
         state.request = None;
         state.completion = Some(completion);
@@ -849,7 +849,7 @@ impl Fx {
         }
         drop(st);
         drop(obj.context);
-        r.irp.finish(Completion {
+        r.irp.finish(IoOutcome {
             status,
             information,
             output,

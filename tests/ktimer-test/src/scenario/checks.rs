@@ -9,7 +9,7 @@ use ktimer_abi::{ExpiryRecord, InfoResponse};
 use super::Env;
 use crate::client::{Batch, Client, ClientError, decode_wait};
 use crate::clock::{from_100ns, units_100ns};
-use crate::device::{Completion, PendingRequest};
+use crate::device::{PendingRequest, Reply};
 use crate::stats::format_ms;
 
 /// How early or late an expiration may be, in 100 ns units.
@@ -192,7 +192,7 @@ pub fn drain(client: &Client, info: &InfoResponse) -> Result<Batch, String> {
 ///
 /// # Errors
 /// If the driver does not complete a cancelled request within a few seconds.
-pub fn cancel_and_reap(request: &mut dyn PendingRequest) -> Result<Completion, String> {
+pub fn cancel_and_reap(request: &mut dyn PendingRequest) -> Result<Reply, String> {
     request.cancel();
     // Completion of a cancelled request needs no device time: a real wait is right in
     // every mode.

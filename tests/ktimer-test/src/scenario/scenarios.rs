@@ -34,7 +34,7 @@ use crate::client::{
     one_shot_at, periodic, status_name, timer_request,
 };
 use crate::clock::from_100ns;
-use crate::device::Completion;
+use crate::device::Reply;
 use crate::stats::{Lateness, format_ms};
 use crate::user_timer::UserTimer;
 
@@ -1318,14 +1318,14 @@ fn close_with_pending_waits(env: &Env<'_>) -> Result<Outcome, String> {
     )))
 }
 
-fn expect_cancelled(what: &str, completion: &Completion) -> Result<(), String> {
+fn expect_cancelled(what: &str, completion: &Reply) -> Result<(), String> {
     match completion {
-        Completion::Failed(failure) if failure.is(STATUS_CANCELLED) => Ok(()),
-        Completion::Failed(failure) => Err(format!(
+        Reply::Failed(failure) if failure.is(STATUS_CANCELLED) => Ok(()),
+        Reply::Failed(failure) => Err(format!(
             "{what} completed with {}, expected STATUS_CANCELLED",
             describe_failure(*failure)
         )),
-        Completion::Done(bytes) => Err(format!(
+        Reply::Done(bytes) => Err(format!(
             "{what} completed successfully ({} bytes)",
             bytes.len()
         )),
@@ -1818,8 +1818,8 @@ fn limits(env: &Env<'_>) -> Result<Outcome, String> {
     let over_status = match over {
         Err(error) => Err(error),
         Ok(mut wait) => match wait.wait(Duration::ZERO) {
-            Some(Completion::Failed(failure)) => Err(ClientError::Io(failure)),
-            Some(Completion::Done(_)) => Ok("completed"),
+            Some(Reply::Failed(failure)) => Err(ClientError::Io(failure)),
+            Some(Reply::Done(_)) => Ok("completed"),
             None => {
                 let _ = cancel_and_reap(wait.as_mut());
                 Ok("pended")

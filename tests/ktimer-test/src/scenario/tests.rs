@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::app::{Backend, Progress, run_scenarios};
-use crate::device::{Completion, Device, Handle, IoFailure, OpenError, PendingRequest};
+use crate::device::{Device, Handle, IoFailure, OpenError, PendingRequest, Reply};
 use crate::scenario::{self, Env, ScenarioResult};
 use crate::sim::virtual_backend;
 use crate::stats::Lateness;
@@ -305,12 +305,10 @@ impl Handle for TamperHandle {
 }
 
 impl PendingRequest for TamperRequest {
-    fn wait(&mut self, timeout: Duration) -> Option<Completion> {
+    fn wait(&mut self, timeout: Duration) -> Option<Reply> {
         let completion = self.inner.wait(timeout)?;
         Some(match (self.tamper, completion) {
-            (Tamper::DropRecords | Tamper::LateByTwoTicks, Completion::Done(bytes))
-                if self.is_wait =>
-            {
+            (Tamper::DropRecords | Tamper::LateByTwoTicks, Reply::Done(bytes)) if self.is_wait => {
                 let batch = WaitBatch::decode(&bytes).expect("the driver's response decodes");
                 let records: Vec<ExpiryRecord> = match self.tamper {
                     Tamper::LateByTwoTicks => batch
@@ -328,11 +326,9 @@ impl PendingRequest for TamperRequest {
                     encode_wait_response(batch.response.overruns, records.into_iter(), &mut out)
                         .expect("room for the records");
                 out.truncate(written);
-                Completion::Done(out)
+                Reply::Done(out)
             }
-            (tamper, Completion::Failed(failure)) => {
-                Completion::Failed(tamper_failure(tamper, failure))
-            }
+            (tamper, Reply::Failed(failure)) => Reply::Failed(tamper_failure(tamper, failure)),
             (_, done) => done,
         })
     }
