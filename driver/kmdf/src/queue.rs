@@ -125,10 +125,16 @@ unsafe extern "C" fn evt_request_cancel(request: WDFREQUEST) {
     // SAFETY: as above, and the device outlives its file objects' requests.
     let service = unsafe { contexts::service_of(file_object) };
     let (Some(handle), Some(service)) = (handle, service) else {
-        // No handle or no service: nothing could have parked this request, so nothing
-        // else will complete it.
-        // SAFETY: the cancel routine owns the request (our contract).
-        unsafe { request::complete(request, STATUS_CANCELLED) };
+        // The handle or the logic cannot be reached (`WdfRequestGetFileObject` failed, or
+        // the device's logic is gone). Only a request the logic parked has this cancel
+        // routine, and the logic still holds it (or is letting it go): its claim will fail,
+        // since the request is cancelled, and it will release the request when it drops it
+        // (at the next expiry, the handle's cleanup or unload). So this routine must not
+        // complete it alone: it does its half of the hand-off, and the second release
+        // completes the request with STATUS_CANCELLED, exactly once.
+        // SAFETY: a cancelled request marked cancelable by a `Request`; this is the cancel
+        // routine's one release of it.
+        unsafe { request::release_by_cancel_routine(request) };
         return;
     };
     match DriverLogic::cancel(service, &handle, request.addr()) {

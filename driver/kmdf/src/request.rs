@@ -295,7 +295,7 @@ unsafe fn release_cancelled(handle: WDFREQUEST, releaser: Releaser) {
 }
 
 /// The cancel routine's release of a cancelled request whose wait the service had already
-/// taken out of its list (module documentation). `<= DISPATCH_LEVEL`.
+/// taken out of its list, or that it cannot reach (module documentation). `<= DISPATCH_LEVEL`.
 ///
 /// # Safety
 ///

@@ -2,9 +2,10 @@
 //! object context types with their typed getters (`WDF_DECLARE_CONTEXT_TYPE`,
 //! `WDF_OBJECT_ATTRIBUTES_INIT`), and `UNICODE_STRING`s over constant names.
 //!
-//! Written against wdk-sys 0.5.1 (bindgen output of the KMDF 1.33 headers) and the
-//! Windows-rust-driver-samples echo driver, which builds the same structures. Not compiled
-//! here: wdk-sys generates its bindings from an installed WDK.
+//! Written against wdk-sys (0.5.2 in Cargo.lock; bindgen output of the KMDF 1.33 headers) and
+//! the Windows-rust-driver-samples echo driver, which builds the same structures. Off Windows
+//! it compiles against kernel-sim's KMDF model; its wdk arm is type-checked and linted
+//! against bindings generated from the public KMDF headers (`tests/wdk-real-headers/`).
 
 use core::marker::PhantomData;
 use core::mem::{align_of, size_of};

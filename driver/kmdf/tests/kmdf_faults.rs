@@ -103,3 +103,30 @@ fn a_request_without_a_file_object_is_refused_as_an_invalid_handle() {
     drop(handle);
     rig.finish();
 }
+
+#[test]
+fn a_cancel_routine_that_cannot_reach_the_handle_leaves_the_wait_to_complete_once_at_close() {
+    // `CancelIoEx` on a parked wait whose cancel routine cannot get the file object: the
+    // routine must not complete a request the service still holds (its later claim would
+    // touch a completed request). It releases its half; the service's failed claim at close
+    // releases the other, and the wait completes once, with STATUS_CANCELLED. The KMDF
+    // model bug-checks a second completion (`rig.finish` would report it).
+    let rig = Rig::new();
+    let handle = rig.open();
+    let parked = submit_wait(&handle, 1, 4);
+    assert!(parked.result().is_none(), "parked");
+    rig.driver
+        .framework
+        .fail_next(Fault::RequestGetFileObject, STATUS_SUCCESS);
+    parked.cancel();
+    assert!(
+        parked.result().is_none(),
+        "the cancel routine alone does not complete it"
+    );
+    drop(handle);
+    assert_eq!(
+        parked.result().map(|done| done.status),
+        Some(STATUS_CANCELLED)
+    );
+    rig.finish();
+}
