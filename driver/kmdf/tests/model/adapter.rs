@@ -7,7 +7,7 @@
 //! device), so every request goes through the KMDF shell: `EvtIoDeviceControl`,
 //! `EvtRequestCancel`, the file callbacks and the device cleanup.
 
-use kernel_sim::wdf::{DeviceNode, UserHandle, Framework, FrameworkConfig};
+use kernel_sim::wdf::{DeviceNode, Framework, FrameworkConfig, UserHandle};
 use kernel_sim::{BugCheck, Kernel};
 use ktimer_abi::status::NtStatus;
 use ktimer_kmdf::sim_hooks;
