@@ -447,7 +447,7 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             old: (*old_tag).to_owned(),
             new: format!("{}{suffix}", new.pool_tag_prefix),
             expected_in: match index {
-                0 => vec!["driver/service/src/lib.rs"],
+                0 => vec!["driver/service/src/config.rs"],
                 _ => vec!["driver/kmdf/src/lib.rs"],
             },
         });
@@ -509,6 +509,12 @@ fn upper_case_rules(old_upper: &str, new_upper: &str) -> Vec<Rule> {
             "model-based test environment variables",
             format!("{old_upper}_MODEL_"),
             format!("{new_upper}_MODEL_"),
+            vec![],
+        ),
+        (
+            "storm test environment variables",
+            format!("{old_upper}_STORM_"),
+            format!("{new_upper}_STORM_"),
             vec![],
         ),
     ]
@@ -1228,7 +1234,7 @@ mod tests {
                 ),
             ),
             (
-                "driver/service/src/lib.rs".to_owned(),
+                "driver/service/src/config.rs".to_owned(),
                 format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[0]),
             ),
             (

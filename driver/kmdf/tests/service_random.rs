@@ -40,7 +40,7 @@ fn arbitrary_requests_on_two_handles_complete_with_documented_statuses() {
         let code = if rng.below(10) == 0 {
             u32::try_from(rng.next() >> 32).unwrap()
         } else {
-            ALL_CODES[usize::try_from(rng.below(7)).unwrap()]
+            ALL_CODES[usize::try_from(rng.below(ALL_CODES.len() as u64)).unwrap()]
         };
         // Mostly a well-formed request for the code with random fields, sometimes garbage.
         let mut input = if rng.below(5) == 0 {
