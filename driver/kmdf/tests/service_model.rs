@@ -32,6 +32,7 @@
 mod adapter;
 #[path = "model/reference.rs"]
 mod reference;
+mod rng;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -50,41 +51,13 @@ use ktimer_abi::{
     TIMER_TYPE_NOTIFICATION, TIMER_TYPE_SYNCHRONIZATION, TimerRequest, WaitRequest,
 };
 use ktimer_service::ServiceConfig;
+use rng::Rng;
 
 use adapter::{Driver, Handle, Io};
 use reference::{Limits, MS, Model, WaitOutcome};
 
 /// Handles open at once.
 const HANDLES: usize = 2;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64: every seed, including 0, gives a full-period stream.
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + i64::try_from(self.below(u64::try_from(high - low + 1).unwrap())).unwrap()
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> Option<T> {
-        if items.is_empty() {
-            None
-        } else {
-            Some(items[usize::try_from(self.below(items.len() as u64)).unwrap()])
-        }
-    }
-}
 
 /// One step of a sequence.
 #[derive(Clone, Debug)]

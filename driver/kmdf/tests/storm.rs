@@ -19,6 +19,7 @@
 //! --test storm -- --nocapture`.
 #![cfg(not(windows))]
 
+mod rng;
 mod service_common;
 
 use std::time::Duration;
@@ -26,22 +27,8 @@ use std::time::Duration;
 use kernel_sim::Config;
 use ktimer_abi::status::STATUS_SUCCESS;
 use ktimer_service::ServiceConfig;
+use rng::Rng;
 use service_common::*;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// One open handle of the storm and what its waits delivered.
 struct Client {
