@@ -109,7 +109,7 @@ pub(super) const ALL: &[Scenario] = &[
         // Measured under Wine 8.0 (docs/WINE.md, "Skipped scenarios").
         limitations: &[Limitation {
             platform: Platform::Wine,
-            reason: "Wine 8.0 has no KeSetCoalescableTimer: the windows_sys binding arms \
+            reason: "Wine 8.0 has no KeSetCoalescableTimer: the rig's wdk-sys stand-in arms \
                      KeSetTimerEx without the tolerance, so no coalescable timer would be \
                      tested",
         }],
@@ -121,7 +121,7 @@ pub(super) const ALL: &[Scenario] = &[
         // Measured under Wine 8.0 (docs/WINE.md, "Skipped scenarios").
         limitations: &[Limitation {
             platform: Platform::Wine,
-            reason: "Wine 8.0 has no ExAllocateTimer: the windows_sys binding's ExAllocateTimer \
+            reason: "Wine 8.0 has no ExAllocateTimer: the rig's wdk-sys stand-in's ExAllocateTimer \
                      fails (STATUS_INSUFFICIENT_RESOURCES at create)",
         }],
         run: high_resolution,
