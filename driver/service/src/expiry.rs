@@ -26,12 +26,6 @@ impl<R: PendingWait> HandleCore<R> {
     fn on_expiry(&self, slot: u16, generation: u32, irql: &DispatchLevel) {
         let waiters = {
             let mut guard = self.state.lock_at_dpc(irql);
-            // The clocks are read under the lock: two runs of one timer overlapping on two
-            // processors are counted in the order they take it, each with a later reading.
-            let now =
-                i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
-            let tick_now =
-                i64::try_from(clock::interrupt_time().as_hundred_ns()).unwrap_or(i64::MAX);
             let state = &mut *guard;
             if state.closing {
                 return;
@@ -44,6 +38,13 @@ impl<R: PendingWait> HandleCore<R> {
             if entry.generation != generation || entry.state != STATE_ARMED {
                 return;
             }
+            // The clocks are read under the lock, and only for a run that may count: two runs
+            // of one timer overlapping on two processors are counted in the order they take
+            // it, each with a later reading.
+            let now =
+                i64::try_from(clock::interrupt_time_precise().as_hundred_ns()).unwrap_or(i64::MAX);
+            let tick_now =
+                i64::try_from(clock::interrupt_time().as_hundred_ns()).unwrap_or(i64::MAX);
             entry.arming.date_first_run(tick_now, || {
                 i64::try_from(clock::system_time().as_hundred_ns_since_1601())
                     .unwrap_or(i64::MAX)
