@@ -279,6 +279,13 @@ impl<T> PoolArc<T> {
         this.shared == other.shared
     }
 
+    /// A pointer to the shared value (`Arc::as_ptr`): valid while any owner, or a raw form
+    /// from [`PoolArc::into_raw`], lives. Any IRQL.
+    #[must_use]
+    pub fn as_ptr(this: &Self) -> *const T {
+        &raw const this.shared().value
+    }
+
     /// This owner as one pointer-sized value (for a context slot the kernel or the framework
     /// keeps): it stays an owner until [`PoolArc::from_raw`] takes it back. Any IRQL.
     #[must_use]

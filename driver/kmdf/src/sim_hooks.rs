@@ -1,7 +1,8 @@
-//! Test hooks of the simulator build (absent from the Windows driver): what tests, the
-//! fuzzer and the benchmarks need beyond the IOCTL interface when they drive the driver
-//! through `DriverEntry` on kernel-sim's KMDF model. Every hook is called on a thread bound
-//! to the simulated kernel (`kernel_sim::Kernel::enter`).
+//! ktimer's test hooks of the simulator build (absent from the Windows driver): what tests,
+//! the fuzzer and the benchmarks need beyond the IOCTL interface when they drive the driver
+//! through `DriverEntry` on kernel-sim's KMDF model, built on the shell's
+//! (`ktimer_shell::sim`). Every hook is called on a thread bound to the simulated kernel
+//! (`kernel_sim::Kernel::enter`).
 //!
 //! - [`set_service_config`]: the service limits the next `EvtDriverDeviceAdd` on this
 //!   kernel uses (the real driver always uses the defaults).
@@ -10,32 +11,15 @@
 //! - [`skip_timer_id_generations`]: moves a handle's free timer slots to a later id
 //!   generation, so a test reaches the end of the id space without a million requests.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
-
-use crate::contexts;
-use crate::sys::{WDFDEVICE, WDFFILEOBJECT, kernel_instance};
+use crate::TimerLogic;
+use ktimer_seam::wdf::{WDFDEVICE, WDFFILEOBJECT};
 use ktimer_service::ServiceConfig;
-
-/// Service limits by simulated kernel.
-static CONFIGS: Mutex<BTreeMap<u64, ServiceConfig>> = Mutex::new(BTreeMap::new());
+use ktimer_shell::sim;
 
 /// Makes every later `EvtDriverDeviceAdd` on the calling thread's kernel create its
 /// service with `config`. `PASSIVE_LEVEL`.
 pub fn set_service_config(config: ServiceConfig) {
-    CONFIGS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(kernel_instance(), config);
-}
-
-/// The limits set for the calling thread's kernel, if any.
-pub(crate) fn configured() -> Option<ServiceConfig> {
-    CONFIGS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&kernel_instance())
-        .copied()
+    sim::set_config::<TimerLogic>(config);
 }
 
 /// What the service holds for one open handle.
@@ -65,7 +49,7 @@ pub struct HandleCounts {
 /// the handle open).
 pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
     // SAFETY: a live file object whose close does not overlap (our contract).
-    let handle = unsafe { contexts::handle(file) }?;
+    let handle = unsafe { sim::handle::<TimerLogic>(file) }?;
     let (counted_runs, ring_records, unreported_overruns) = handle.accounting();
     Some(HandleCounts {
         timers: handle.timer_count(),
@@ -84,7 +68,7 @@ pub unsafe fn handle_counts(file: WDFFILEOBJECT) -> Option<HandleCounts> {
 /// `device` is a ktimer device that is not deleted during the call.
 pub unsafe fn open_handle_count(device: WDFDEVICE) -> usize {
     // SAFETY: a live device (our contract).
-    unsafe { contexts::service(device) }.map_or(0, ktimer_service::Service::open_handle_count)
+    unsafe { sim::logic::<TimerLogic>(device) }.map_or(0, |logic| logic.open_handle_count())
 }
 
 /// Moves every free timer slot of the handle behind `file` forward to id generation
@@ -98,7 +82,7 @@ pub unsafe fn open_handle_count(device: WDFDEVICE) -> usize {
 /// the handle open).
 pub unsafe fn skip_timer_id_generations(file: WDFFILEOBJECT, generation: u32) -> bool {
     // SAFETY: a live file object whose close does not overlap (our contract).
-    let Some(handle) = (unsafe { contexts::handle(file) }) else {
+    let Some(handle) = (unsafe { sim::handle::<TimerLogic>(file) }) else {
         return false;
     };
     handle.skip_timer_id_generations(generation);

@@ -1,52 +1,129 @@
-//! The logic this shell hosts: the timer service (`ktimer-service`), reached through its
-//! IOCTL dispatcher. The only module of the shell that names the service: a driver built
-//! from this template without timers replaces this module and `crate::Logic`.
+//! The timer service as the shell's hosted logic: the device's identity, and each framework
+//! event forwarded to the service or its IOCTL dispatcher. Two newtypes let this crate
+//! join the shell's traits to the service's types (neither crate owns both):
+//! [`TimerLogic`] (the service) and [`ShellRequest`] (the shell's request, as the
+//! dispatcher's `IoRequest` and `CancelableRequest`).
 
 use core::ffi::c_void;
 use core::mem::ManuallyDrop;
+use core::ops::Deref;
 
-use crate::logic::{DriverLogic, HandleStorage};
-use crate::request::Request;
-use crate::sys::NTSTATUS;
+use ktimer_abi::device::{
+    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
+};
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_service::dispatch::{self, CancelableRequest, IoRequest, Pended};
 use ktimer_service::{FileHandle, Service, ServiceConfig};
+use ktimer_shell::{DeviceIdentity, DriverLogic, HandleStorage, InterfaceGuid, NTSTATUS, Request};
 
-/// The timer service as this shell instantiates it: its waits are the shell's requests.
-pub(crate) type TimerService = Service<Pended<Request>>;
+/// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
+/// same descriptor as the INF's hardware section (`inf/ktimer.inx`).
+const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
 
-/// An open handle of [`TimerService`].
-pub(crate) type TimerHandle = FileHandle<Pended<Request>>;
+/// The ktimer device (`ktimer-abi`'s names and GUID).
+const IDENTITY: DeviceIdentity = DeviceIdentity {
+    driver_name: "ktimer",
+    device_name: &DEVICE_NAME_KERNEL_UTF16,
+    symbolic_link: &SYMBOLIC_LINK_KERNEL_UTF16,
+    sddl: &ascii_to_utf16::<{ DEVICE_SDDL.len() }>(DEVICE_SDDL),
+    interface: InterfaceGuid {
+        data1: DEVICE_INTERFACE_GUID.data1,
+        data2: DEVICE_INTERFACE_GUID.data2,
+        data3: DEVICE_INTERFACE_GUID.data3,
+        data4: DEVICE_INTERFACE_GUID.data4,
+    },
+    // The framework's allocations on the driver's behalf (`KTwf`); the service tags its
+    // own `KTsv`.
+    pool_tag: *b"KTwf",
+};
+
+/// The shell's request as the dispatcher sees it: each method is the request's own.
+pub struct ShellRequest(Request);
+
+impl IoRequest for ShellRequest {
+    fn input(&self) -> &[u8] {
+        self.0.input()
+    }
+
+    fn output(&mut self) -> &mut [u8] {
+        self.0.output()
+    }
+
+    fn complete(self, status: NTSTATUS, information: usize) {
+        self.0.complete(status, information);
+    }
+}
+
+impl CancelableRequest for ShellRequest {
+    fn key(&self) -> usize {
+        self.0.key()
+    }
+
+    fn mark_cancelable(&mut self) -> bool {
+        self.0.mark_cancelable()
+    }
+
+    fn claim(&mut self) -> bool {
+        self.0.claim()
+    }
+}
+
+/// The timer service as this driver instantiates it: its waits are the shell's requests.
+pub type TimerService = Service<Pended<ShellRequest>>;
+
+/// The timer service, hosted by the shell.
+pub struct TimerLogic(TimerService);
+
+impl Deref for TimerLogic {
+    type Target = TimerService;
+
+    fn deref(&self) -> &TimerService {
+        &self.0
+    }
+}
+
+/// An open handle of the service, kept in a file object's context.
+pub struct TimerHandle(FileHandle<Pended<ShellRequest>>);
+
+impl Deref for TimerHandle {
+    type Target = FileHandle<Pended<ShellRequest>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
 
 // SAFETY: `FileHandle::into_raw`/`from_raw`/`borrow_raw` have exactly the contract of
 // `HandleStorage` (a non-null pointer to the handle's shared core, valid until taken back
-// once; borrows in between are `ManuallyDrop`).
+// once; borrows in between are `ManuallyDrop`), and `TimerHandle` is that handle alone.
 unsafe impl HandleStorage for TimerHandle {
     fn into_raw(self) -> *mut c_void {
-        FileHandle::into_raw(self)
+        FileHandle::into_raw(self.0)
     }
 
     unsafe fn from_raw(raw: *mut c_void) -> Self {
         // SAFETY: the caller's contract is `FileHandle::from_raw`'s.
-        unsafe { FileHandle::from_raw(raw) }
+        Self(unsafe { FileHandle::from_raw(raw) })
     }
 
     unsafe fn borrow_raw(raw: *mut c_void) -> ManuallyDrop<Self> {
         // SAFETY: the caller's contract is `FileHandle::borrow_raw`'s.
-        unsafe { FileHandle::borrow_raw(raw) }
+        let handle = unsafe { FileHandle::borrow_raw(raw) };
+        ManuallyDrop::new(Self(ManuallyDrop::into_inner(handle)))
     }
 }
 
-impl DriverLogic for TimerService {
+impl DriverLogic for TimerLogic {
+    const IDENTITY: DeviceIdentity = IDENTITY;
     type Config = ServiceConfig;
     type Handle = TimerHandle;
 
     fn create(config: ServiceConfig, passive: &PassiveLevel) -> Result<Self, NTSTATUS> {
-        Service::new(config, passive)
+        Service::new(config, passive).map(Self)
     }
 
     fn open(&self, passive: &PassiveLevel) -> Result<TimerHandle, NTSTATUS> {
-        Service::open(self, passive)
+        self.0.open(passive).map(TimerHandle)
     }
 
     fn device_control(
@@ -56,51 +133,22 @@ impl DriverLogic for TimerService {
         request: Request,
         passive: &PassiveLevel,
     ) {
-        let _status = dispatch::dispatch(self, handle, code, request, passive);
+        let _status = dispatch::dispatch(&self.0, &handle.0, code, ShellRequest(request), passive);
     }
 
     fn cancel(&self, handle: &TimerHandle, key: usize) -> Option<Request> {
-        dispatch::cancel_wait(self, handle, key)
+        dispatch::cancel_wait(&self.0, &handle.0, key).map(|parked| parked.0)
     }
 
     fn cleanup(&self, handle: &TimerHandle, passive: &PassiveLevel) {
-        Service::cleanup(self, handle, passive);
+        self.0.cleanup(&handle.0, passive);
     }
 
     fn close(&self, handle: TimerHandle, passive: &PassiveLevel) {
-        Service::close(self, handle, passive);
+        self.0.close(handle.0, passive);
     }
 
     fn unload(&self, passive: &PassiveLevel) {
-        Service::unload(self, passive);
-    }
-}
-
-// The shell's request as the dispatcher sees it: each method is the request's own.
-impl IoRequest for Request {
-    fn input(&self) -> &[u8] {
-        Request::input(self)
-    }
-
-    fn output(&mut self) -> &mut [u8] {
-        Request::output(self)
-    }
-
-    fn complete(self, status: NTSTATUS, information: usize) {
-        Request::complete(self, status, information);
-    }
-}
-
-impl CancelableRequest for Request {
-    fn key(&self) -> usize {
-        Request::key(self)
-    }
-
-    fn mark_cancelable(&mut self) -> bool {
-        Request::mark_cancelable(self)
-    }
-
-    fn claim(&mut self) -> bool {
-        Request::claim(self)
+        self.0.unload(passive);
     }
 }

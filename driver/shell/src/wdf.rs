@@ -130,12 +130,13 @@ pub(super) fn unicode_string(text: &'static [u16]) -> UNICODE_STRING {
     }
 }
 
-/// Fails with `status` (after tracing which call failed) unless it is a success status.
-pub(crate) fn check(status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
+/// Fails with `status` (after tracing, prefixed by `driver_name`, which call failed) unless
+/// it is a success status.
+pub(crate) fn check(driver_name: &str, status: NTSTATUS, call: &str) -> Result<(), NTSTATUS> {
     if NT_SUCCESS(status) {
         Ok(())
     } else {
-        trace!("ktimer: {call} failed: {status:#010x}");
+        trace!("{driver_name}: {call} failed: {status:#010x}");
         Err(status)
     }
 }

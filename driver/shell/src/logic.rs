@@ -1,14 +1,13 @@
-//! What the shell asks of the driver logic it hosts, and the per-handle context it keeps
-//! for that logic.
+//! What the shell asks of the driver logic it hosts: its identity, its events, and the
+//! per-handle value the shell keeps for it.
 //!
 //! The shell owns the KMDF plumbing: the device and its context, the default queue, the
 //! file objects and their contexts, the request wrapper with its cancel hand-off. The
 //! logic owns what the driver does: one value per device ([`DriverLogic`], created in
 //! `EvtDriverDeviceAdd`, kept in the device context, unloaded and dropped in the device's
 //! cleanup) and one per open handle ([`DriverLogic::Handle`], created in
-//! `EvtDeviceFileCreate` and kept in the file object's context until `EvtFileClose`). The
-//! one logic this shell hosts is named once, by `crate::Logic` (the timer service,
-//! `timer_logic`); another driver replaces that module and that alias.
+//! `EvtDeviceFileCreate` and kept in the file object's context until `EvtFileClose`), and
+//! its device's identity ([`DeviceIdentity`]).
 //!
 //! IRQL: every method runs at `PASSIVE_LEVEL` (the shell proves it with the token it
 //! passes), except [`DriverLogic::cancel`], which the cancel routine calls at
@@ -29,7 +28,7 @@ use ktimer_kernel::irql::PassiveLevel;
 /// it is given back to [`from_raw`](HandleStorage::from_raw); the shell guarantees that it
 /// does so exactly once, and that it calls [`borrow_raw`](HandleStorage::borrow_raw) only
 /// in between, never dropping the borrowed value.
-pub(crate) unsafe trait HandleStorage: Sized {
+pub unsafe trait HandleStorage: Sized {
     /// Gives up the value as a pointer. `PASSIVE_LEVEL`.
     fn into_raw(self) -> *mut c_void;
 
@@ -49,10 +48,49 @@ pub(crate) unsafe trait HandleStorage: Sized {
     unsafe fn borrow_raw(raw: *mut c_void) -> ManuallyDrop<Self>;
 }
 
+/// A device interface class GUID, in the fields of the Windows `GUID` structure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterfaceGuid {
+    /// The first 8 hex digits.
+    pub data1: u32,
+    /// The next 4 hex digits.
+    pub data2: u16,
+    /// The next 4 hex digits.
+    pub data3: u16,
+    /// The last 16 hex digits, in textual order.
+    pub data4: [u8; 8],
+}
+
+/// Who the device is: what the shell names, protects and registers in
+/// `EvtDriverDeviceAdd`, and how it tags and traces. The texts are UTF-16 without a
+/// terminator (for `UNICODE_STRING`s).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceIdentity {
+    /// The prefix of every trace line (`name: driver loaded`).
+    pub driver_name: &'static str,
+    /// The NT name of the device object (`\Device\Name`). Fixed, so the framework refuses
+    /// a second device (`STATUS_OBJECT_NAME_COLLISION`) and the first keeps serving.
+    pub device_name: &'static [u16],
+    /// The symbolic link to it (`\DosDevices\Name`), which user mode opens as
+    /// `\\.\Name`.
+    pub symbolic_link: &'static [u16],
+    /// The security descriptor of the named device object (SDDL), the same as the INF gives
+    /// the device, so the name is never less protected than the interface.
+    pub sddl: &'static [u16],
+    /// The device interface user mode finds the device by.
+    pub interface: InterfaceGuid,
+    /// The tag of the framework's allocations on the driver's behalf (`DriverPoolTag`) and
+    /// of the shell's one allocation (the device's logic).
+    pub pool_tag: [u8; 4],
+}
+
 /// The driver logic a device hosts: what each framework event becomes.
-pub(crate) trait DriverLogic: Sized + Send + Sync + 'static {
+pub trait DriverLogic: Sized + Send + Sync + 'static {
+    /// The device this logic is hosted in.
+    const IDENTITY: DeviceIdentity;
+
     /// The settings the logic is made with: the defaults in the driver; on the simulator a
-    /// test may choose them (`sim_hooks::set_service_config`).
+    /// test may choose them ([`crate::sim::set_config`]).
     type Config: Copy + Default + Send + 'static;
 
     /// The logic's state for one open handle: the shell's per-handle context.
@@ -82,7 +120,7 @@ pub(crate) trait DriverLogic: Sized + Send + Sync + 'static {
     );
 
     /// `EvtRequestCancel` for a request the logic parked (`key`: the request's
-    /// `CancelableRequest::key`). `Some`: it was still parked, and the shell completes it
+    /// [`Request::key`]). `Some`: it was still parked, and the shell completes it
     /// with `STATUS_CANCELLED`. `None`: the logic no longer holds it (`request`, "Completing
     /// a cancelled wait exactly once"). `<= DISPATCH_LEVEL`.
     fn cancel(&self, handle: &Self::Handle, key: usize) -> Option<Request>;

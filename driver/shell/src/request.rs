@@ -1,10 +1,9 @@
 //! Device-control requests: `EvtIoDeviceControl` hands each `WDFREQUEST`, wrapped as a
 //! [`Request`], to the hosted logic (`crate::logic`); [`Request`] offers its buffers,
 //! completion, and, for requests the logic parks, the cancel key, cancelability
-//! (`WdfRequestMarkCancelableEx`) and claim (`WdfRequestUnmarkCancelable`); the timer
-//! logic presents them to its dispatcher as `IoRequest` and `CancelableRequest`
-//! (`timer_logic`). `EvtRequestCancel` ends a parked request the I/O system cancels
-//! (`CancelIoEx`, thread exit).
+//! (`WdfRequestMarkCancelableEx`) and claim (`WdfRequestUnmarkCancelable`).
+//! `EvtRequestCancel` ends a parked request the I/O system cancels (`CancelIoEx`, thread
+//! exit).
 //!
 //! # Completing a cancelled wait exactly once
 //!
@@ -34,12 +33,12 @@ pub(crate) struct RequestContext {
 }
 
 pub(crate) static REQUEST_CONTEXT: ContextType<RequestContext> =
-    ContextType::new(c"KTimerRequestContext", &raw const REQUEST_CONTEXT);
+    ContextType::new(c"ShellRequestContext", &raw const REQUEST_CONTEXT);
 
 /// Who may complete a [`Request`] right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Owner {
-    /// The driver (the service, or this shell): not cancelable.
+    /// The driver (the logic, or this shell): not cancelable.
     Driver,
     /// Marked cancelable: the cancel routine may run.
     Cancelable,
@@ -48,8 +47,11 @@ enum Owner {
     CancelRoutine,
 }
 
-/// A `WDFREQUEST` of `IRP_MJ_DEVICE_CONTROL` (`METHOD_BUFFERED`), as the service sees it.
-pub(crate) struct Request {
+/// A `WDFREQUEST` of `IRP_MJ_DEVICE_CONTROL` (`METHOD_BUFFERED`), as the logic sees it.
+/// The logic completes it exactly once ([`Request::complete`]); dropping it uncompleted
+/// leaves the caller's I/O pending (except after a lost [`Request::claim`], where the drop
+/// is this side's half of the cancel hand-off).
+pub struct Request {
     handle: WDFREQUEST,
     /// The system buffer as input: `input_length` bytes (null and zero if none).
     input: *const u8,
@@ -72,7 +74,7 @@ unsafe impl Send for Request {}
 
 impl Request {
     /// Wraps a request delivered to `EvtIoDeviceControl`, retrieving its buffers; `cancel`
-    /// is the routine the I/O system calls if it cancels the request while the service has
+    /// is the routine the I/O system calls if it cancels the request while the logic has
     /// it parked. `PASSIVE_LEVEL` (any IRQL `<= DISPATCH_LEVEL` would do).
     ///
     /// # Safety
@@ -80,7 +82,7 @@ impl Request {
     /// `handle` is a request the driver owns and has not completed, whose buffers are at
     /// least `input_length` and `output_length` bytes (zero: not retrieved); the returned
     /// value becomes the only owner of that request. `cancel` takes the request back from
-    /// the service (`Service::cancel_wait`) and, when the service no longer has it, calls
+    /// the logic (`DriverLogic::cancel`) and, when the logic no longer has it, calls
     /// [`release_by_cancel_routine`].
     pub(crate) unsafe fn new(
         handle: WDFREQUEST,
@@ -140,7 +142,7 @@ impl Request {
     /// by the logic (through the dispatcher's `IoRequest::complete`) or by the shell's cancel
     /// routine for a request the logic gave back, only while the driver, not the cancel
     /// routine, owns it. `<= DISPATCH_LEVEL`.
-    pub(crate) fn complete(mut self, status: NTSTATUS, information: usize) {
+    pub fn complete(mut self, status: NTSTATUS, information: usize) {
         // `usize` and `ULONG_PTR` are both 64 bits on the targets this driver builds for.
         let information = ULONG_PTR::try_from(information).unwrap_or(0);
         // Completed by this call: dropping `self` afterwards must not release it again.
@@ -160,7 +162,8 @@ impl Request {
 
 impl Request {
     /// The input bytes (`METHOD_BUFFERED`; empty if none). `PASSIVE_LEVEL` (dispatch).
-    pub(crate) fn input(&self) -> &[u8] {
+    #[must_use]
+    pub fn input(&self) -> &[u8] {
         if self.input.is_null() {
             return &[];
         }
@@ -174,7 +177,7 @@ impl Request {
     }
 
     /// The output buffer (`METHOD_BUFFERED`; empty if none). `<= DISPATCH_LEVEL`.
-    pub(crate) fn output(&mut self) -> &mut [u8] {
+    pub fn output(&mut self) -> &mut [u8] {
         if self.output.is_null() {
             return &mut [];
         }
@@ -186,13 +189,14 @@ impl Request {
 
     /// The value that identifies the request among a handle's parked ones: the
     /// `WDFREQUEST` handle. Any IRQL.
-    pub(crate) fn key(&self) -> usize {
+    #[must_use]
+    pub fn key(&self) -> usize {
         self.handle.addr()
     }
 
     /// `WdfRequestMarkCancelableEx` with the queue's cancel routine; `false` if the
     /// request was already cancelled. `<= DISPATCH_LEVEL`.
-    pub(crate) fn mark_cancelable(&mut self) -> bool {
+    pub fn mark_cancelable(&mut self) -> bool {
         // The cancel routine can run only after a successful mark, so the hand-off counter
         // is reset before it can be used.
         // SAFETY: `handle` is a valid request created with REQUEST_CONTEXT.
@@ -204,7 +208,7 @@ impl Request {
         }
         // SAFETY: `handle` is an uncompleted request this value owns. The Ex variant never
         // calls the cancel routine from inside this call (it returns STATUS_CANCELLED for
-        // a request already cancelled), so it is safe under the service's spin lock.
+        // a request already cancelled), so it is safe under the logic's lock.
         let status = unsafe {
             call_unsafe_wdf_function_binding!(
                 WdfRequestMarkCancelableEx,
@@ -216,14 +220,14 @@ impl Request {
             self.owner = Owner::Cancelable;
             true
         } else {
-            // STATUS_CANCELLED: already cancelled; the service completes it as such.
+            // STATUS_CANCELLED: already cancelled; the logic completes it as such.
             false
         }
     }
 
     /// `WdfRequestUnmarkCancelable`: `true` if the driver owns the request again, `false`
     /// if the cancel routine has it. `<= DISPATCH_LEVEL`.
-    pub(crate) fn claim(&mut self) -> bool {
+    pub fn claim(&mut self) -> bool {
         if self.owner != Owner::Cancelable {
             return true;
         }
@@ -264,13 +268,13 @@ impl Drop for Request {
 /// The two sides of the cancel hand-off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Releaser {
-    /// The cancel routine, which found the wait gone from the service's list.
+    /// The cancel routine, which found the wait gone from the logic's list.
     CancelRoutine,
-    /// The service's [`Request`], dropped after its lost claim.
+    /// The logic's [`Request`], dropped after its lost claim.
     Service,
 }
 
-/// One of the two releases of a cancelled request whose wait the service had already
+/// One of the two releases of a cancelled request whose wait the logic had already
 /// taken out of its list; the second completes it with `STATUS_CANCELLED`.
 /// `<= DISPATCH_LEVEL`.
 ///
@@ -294,7 +298,7 @@ unsafe fn release_cancelled(handle: WDFREQUEST, releaser: Releaser) {
     }
 }
 
-/// The cancel routine's release of a cancelled request whose wait the service had already
+/// The cancel routine's release of a cancelled request whose wait the logic had already
 /// taken out of its list, or that it cannot reach (module documentation). `<= DISPATCH_LEVEL`.
 ///
 /// # Safety
