@@ -23,9 +23,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::{env, fs};
 
 const USAGE: &str = "\
-usage: cargo xtask derive --name <name> --description <text> --out <dir> [options]
+usage: cargo xtask derive --name <name> --description <text> --out <dir> [--bare] [options]
 
 Copies this driver project to <dir> (which must not exist) under new names.
+
+  --bare                     a bare driver instead of the timer driver: the seam, the safe
+                             kernel layer, the KMDF shell, the simulator and the Windows
+                             checks of this project around a one-IOCTL example driver
+                             (templates/bare), with no timer service, timer ABI or timer
+                             scenarios
 
   --name <name>              package, crate, .sys, service and INX name: lower-case letters
                              and digits, starting with a letter (e.g. tickdrv)
@@ -122,9 +128,19 @@ fn run(args: &[OsString]) -> Result<(), String> {
                 print!("{USAGE}");
                 return Ok(());
             }
-            let (identity, out) = parse_derive(rest, std::io::stdin().is_terminal(), ask)?;
+            let layout = if rest.iter().any(|arg| arg == "--bare") {
+                Layout::Bare
+            } else {
+                Layout::Full
+            };
+            let rest: Vec<String> = rest
+                .iter()
+                .filter(|arg| *arg != "--bare")
+                .cloned()
+                .collect();
+            let (identity, out) = parse_derive(&rest, std::io::stdin().is_terminal(), ask)?;
             let source = template_root()?;
-            derive(&source, &out, &identity)?;
+            derive(&source, &out, &identity, layout)?;
             after_derive(&out);
             print_summary(&out, &identity);
             Ok(())
@@ -448,7 +464,7 @@ fn rules(new: &Identity) -> Result<Vec<Rule>, String> {
             new: format!("{}{suffix}", new.pool_tag_prefix),
             expected_in: match index {
                 0 => vec!["driver/service/src/config.rs"],
-                _ => vec!["driver/kmdf/src/lib.rs"],
+                _ => vec!["driver/kmdf/src/timer_logic.rs"],
             },
         });
     }
@@ -689,6 +705,106 @@ fn slash_path(path: &Path) -> String {
         .join("/")
 }
 
+/// What a derivation copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// The whole project: the timer driver under new names.
+    Full,
+    /// The shared crates and tools of [`BARE_SHARED`] with the one-IOCTL driver of
+    /// [`BARE_OVERLAY`] in place of the timer driver.
+    Bare,
+}
+
+/// The bare driver's own files, at the paths they take in a bare project: its workspace
+/// manifest, README and CI script, its ABI (`driver/abi`), its logic hosted in the shell
+/// (`driver/kmdf`) and its companion app (`tests/ktimer-test`).
+const BARE_OVERLAY: &str = "templates/bare";
+
+/// What a bare project takes from this one unchanged but for the names (`/`-separated;
+/// a trailing `/` takes a directory): the `.sys` package and its build plan, the seam, the
+/// safe kernel layer, the KMDF shell, the device identity, the simulator, the INX, the
+/// Windows checks and the packaging. One copy, used by both layouts: nothing here can drift.
+const BARE_SHARED: &[&str] = &[
+    ".cargo/config.toml",
+    ".gitignore",
+    "Cargo.lock",
+    "Makefile.toml",
+    "rustfmt.toml",
+    "docs/SIMULATOR.md",
+    "driver/Cargo.toml",
+    "driver/build.rs",
+    "driver/ktimer.inx",
+    "driver/src/",
+    "driver/build-plan/",
+    "driver/seam/",
+    "driver/kernel/",
+    "driver/shell/",
+    "driver/abi/src/device.rs",
+    "inf/",
+    "tests/kernel-sim/",
+    "tests/wdk-real-headers/",
+];
+
+/// Shared files a bare project leaves out: the seam's check of the Wine rig's binding (a
+/// bare project has no Wine rig).
+const BARE_LEFT_OUT: &[&str] = &["driver/seam/tests/bindings.rs"];
+
+/// Shared files a bare project takes only up to a line: `.cargo/config.toml` without the
+/// `cargo xtask` alias (a bare project has no xtask).
+const BARE_CUT: &[(&str, &str)] = &[(".cargo/config.toml", "# `cargo xtask")];
+
+/// `text` of the shared file `path` as a bare project takes it: cut before the line that
+/// starts with its [`BARE_CUT`] marker, or `None` if the file is taken whole.
+///
+/// # Errors
+///
+/// The file has a cut but no line with its marker.
+fn bare_text(path: &str, text: &str) -> Result<Option<String>, String> {
+    let Some((_, marker)) = BARE_CUT.iter().find(|(cut, _)| *cut == path) else {
+        return Ok(None);
+    };
+    let mut kept = String::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with(marker) {
+            return Ok(Some(kept.trim_end().to_owned() + "\n"));
+        }
+        kept.push_str(line);
+    }
+    Err(format!(
+        "{path}: no line starts with `{marker}`, where a bare project's copy ends"
+    ))
+}
+
+/// The files a derivation in `layout` writes, as (file of the template, path in the new
+/// project before renaming), both relative and `/`-separated.
+fn selected_files(files: &[PathBuf], layout: Layout) -> Vec<(PathBuf, String)> {
+    let all = files.iter().map(|file| (file.clone(), slash_path(file)));
+    if layout == Layout::Full {
+        return all.collect();
+    }
+    let overlay_prefix = format!("{BARE_OVERLAY}/");
+    let overlay: Vec<(PathBuf, String)> = all
+        .clone()
+        .filter_map(|(file, path)| {
+            let target = path.strip_prefix(&overlay_prefix)?.to_owned();
+            Some((file, target))
+        })
+        .collect();
+    let shared = all.filter(|(_, path)| {
+        BARE_SHARED.iter().any(|taken| {
+            if taken.ends_with('/') {
+                path.starts_with(taken)
+            } else {
+                path == taken
+            }
+        }) && !BARE_LEFT_OUT.contains(&path.as_str())
+            && !overlay.iter().any(|(_, target)| target == path)
+    });
+    let mut selected: Vec<(PathBuf, String)> = shared.chain(overlay.clone()).collect();
+    selected.sort_by(|a, b| a.1.cmp(&b.1));
+    selected
+}
+
 /// A file of the new project: where it goes and what it holds.
 struct Derived {
     source: PathBuf,
@@ -696,9 +812,48 @@ struct Derived {
     contents: Vec<u8>,
 }
 
+/// What is wrong with the renaming: a rule whose old text was found nowhere, or is missing
+/// from a file that must hold it (`matched`: the files each rule matched; `files`: what the
+/// derivation writes, by path before renaming).
+fn rule_problems(
+    rules: &[Rule],
+    matched: &[Vec<String>],
+    files: &[(PathBuf, String)],
+    layout: Layout,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (rule, files_matched) in rules.iter().zip(matched) {
+        // A bare project lacks some of the files a rule names (the timer service's); the
+        // rule is still checked in every file it keeps.
+        let expected_in: Vec<&str> = rule
+            .expected_in
+            .iter()
+            .copied()
+            .filter(|expected| {
+                layout == Layout::Full || files.iter().any(|(_, target)| target == expected)
+            })
+            .collect();
+        if files_matched.is_empty() && !expected_in.is_empty() {
+            problems.push(format!(
+                "the template's {} `{}` was found nowhere",
+                rule.what, rule.old
+            ));
+        }
+        for expected in &expected_in {
+            if !files_matched.iter().any(|file| file == expected) {
+                problems.push(format!(
+                    "the template's {} `{}` is missing from {expected}",
+                    rule.what, rule.old
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// Derives the new project at `out` from the template at `source`. Everything is checked in
 /// memory first; nothing is written unless every check passes.
-fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> {
+fn derive(source: &Path, out: &Path, identity: &Identity, layout: Layout) -> Result<(), String> {
     if out.exists() {
         return Err(format!(
             "{} exists: refusing to overwrite it (choose a new directory)",
@@ -706,13 +861,13 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
         ));
     }
     let rules = rules(identity)?;
-    let files = template_files(source)?;
+    let files = selected_files(&template_files(source)?, layout);
     let mut matched: Vec<Vec<String>> = vec![Vec::new(); rules.len()];
     let mut described = Vec::new();
     let mut derived = Vec::with_capacity(files.len());
     let mut problems = Vec::new();
-    for relative in &files {
-        let relative_text = slash_path(relative);
+    for (relative, relative_text) in &files {
+        let relative_text = relative_text.clone();
         let bytes =
             fs::read(source.join(relative)).map_err(|error| format!("{relative_text}: {error}"))?;
         let contents = match String::from_utf8(bytes) {
@@ -721,6 +876,13 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
                     if text.contains(rule.old.as_str()) {
                         files_matched.push(relative_text.clone());
                         text = text.replace(rule.old.as_str(), &rule.new);
+                    }
+                }
+                if layout == Layout::Bare {
+                    match bare_text(&relative_text, &text) {
+                        Ok(Some(cut)) => text = cut,
+                        Ok(None) => {}
+                        Err(problem) => problems.push(problem),
                     }
                 }
                 if let Some(new_text) = described_text(&relative_text, &text, identity) {
@@ -759,22 +921,7 @@ fn derive(source: &Path, out: &Path, identity: &Identity) -> Result<(), String> 
             ));
         }
     }
-    for (rule, files_matched) in rules.iter().zip(&matched) {
-        if files_matched.is_empty() && !rule.expected_in.is_empty() {
-            problems.push(format!(
-                "the template's {} `{}` was found nowhere",
-                rule.what, rule.old
-            ));
-        }
-        for expected in &rule.expected_in {
-            if !files_matched.iter().any(|file| file == expected) {
-                problems.push(format!(
-                    "the template's {} `{}` is missing from {expected}",
-                    rule.what, rule.old
-                ));
-            }
-        }
-    }
+    problems.extend(rule_problems(&rules, &matched, &files, layout));
     if !problems.is_empty() {
         let mut message = String::from(
             "the template does not match xtask's list of identifiers (xtask/src/main.rs, \
@@ -1238,7 +1385,7 @@ mod tests {
                 format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[0]),
             ),
             (
-                "driver/kmdf/src/lib.rs".to_owned(),
+                "driver/kmdf/src/timer_logic.rs".to_owned(),
                 format!("const T: [u8; 4] = *b\"{}\";\n", TEMPLATE.pool_tags[1]),
             ),
             (
@@ -1264,6 +1411,170 @@ mod tests {
         fs::write(root.join("target/debug/build-output"), b"x").unwrap();
     }
 
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_bare_selection_takes_the_shared_files_and_the_overlay_in_their_place() {
+        let files = paths(&[
+            "Cargo.toml",
+            "README.md",
+            "driver/abi/src/device.rs",
+            "driver/abi/src/ioctl.rs",
+            "driver/kernel/src/timer.rs",
+            "driver/seam/src/lib.rs",
+            "driver/seam/tests/bindings.rs",
+            "driver/service/src/lib.rs",
+            "driver/shell/src/lib.rs",
+            "templates/bare/Cargo.toml",
+            "templates/bare/README.md",
+            "templates/bare/driver/abi/src/ioctl.rs",
+            "tests/wine/run.sh",
+        ]);
+        let bare: Vec<(String, String)> = selected_files(&files, Layout::Bare)
+            .into_iter()
+            .map(|(file, target)| (slash_path(&file), target))
+            .collect();
+        let pair = |file: &str, target: &str| (file.to_owned(), target.to_owned());
+        assert_eq!(
+            bare,
+            [
+                pair("templates/bare/Cargo.toml", "Cargo.toml"),
+                pair("templates/bare/README.md", "README.md"),
+                pair("driver/abi/src/device.rs", "driver/abi/src/device.rs"),
+                pair(
+                    "templates/bare/driver/abi/src/ioctl.rs",
+                    "driver/abi/src/ioctl.rs"
+                ),
+                pair("driver/kernel/src/timer.rs", "driver/kernel/src/timer.rs"),
+                pair("driver/seam/src/lib.rs", "driver/seam/src/lib.rs"),
+                pair("driver/shell/src/lib.rs", "driver/shell/src/lib.rs"),
+            ]
+        );
+        let full = selected_files(&files, Layout::Full);
+        assert_eq!(full.len(), files.len(), "the full layout takes everything");
+        assert!(
+            full.iter()
+                .all(|(file, target)| slash_path(file) == *target)
+        );
+    }
+
+    #[test]
+    fn a_bare_copy_is_cut_at_its_marker_or_refused_without_one() {
+        let config = "[alias]\nx = 1\n\n# `cargo xtask <command>`: ...\nxtask = \"run\"\n";
+        assert_eq!(
+            bare_text(".cargo/config.toml", config),
+            Ok(Some("[alias]\nx = 1\n".to_owned()))
+        );
+        assert_eq!(bare_text("README.md", config), Ok(None));
+        let error = bare_text(".cargo/config.toml", "[alias]\n").unwrap_err();
+        assert!(error.contains("no line starts with"), "{error}");
+    }
+
+    /// The sections of a manifest, by header, in order, each with its lines (blank lines
+    /// and comments dropped).
+    fn manifest_sections(text: &str) -> Vec<(String, Vec<String>)> {
+        let mut sections: Vec<(String, Vec<String>)> = vec![(String::new(), Vec::new())];
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            if line.starts_with('[') {
+                sections.push((line.to_owned(), Vec::new()));
+            } else if let Some((_, lines)) = sections.last_mut() {
+                lines.push(line.to_owned());
+            }
+        }
+        sections
+    }
+
+    /// The bare project's manifest is its own file (its members differ), so what it shares
+    /// with this one is checked here: every section but the member list and the dependency
+    /// table is identical, and every dependency both name has the same requirement.
+    #[test]
+    fn the_bare_manifest_keeps_the_template_settings() {
+        let root = template_root().unwrap();
+        let read = |path: &str| fs::read_to_string(root.join(path)).unwrap();
+        let template = manifest_sections(&read("Cargo.toml"));
+        let bare = manifest_sections(&read(&format!("{BARE_OVERLAY}/Cargo.toml")));
+        let section = |sections: &[(String, Vec<String>)], header: &str| {
+            sections
+                .iter()
+                .find(|(name, _)| name == header)
+                .map(|(_, lines)| lines.clone())
+        };
+        for (header, lines) in &template {
+            if header.is_empty() || header == "[workspace]" {
+                continue;
+            }
+            let bare_lines = section(&bare, header)
+                .unwrap_or_else(|| panic!("the bare manifest has no {header}"));
+            if header == "[workspace.dependencies]" {
+                let key = |line: &String| line.split('=').next().unwrap_or("").trim().to_owned();
+                for line in &bare_lines {
+                    if let Some(same) = lines.iter().find(|other| key(other) == key(line)) {
+                        assert_eq!(line, same, "a dependency both manifests name");
+                    }
+                }
+            } else {
+                assert_eq!(&bare_lines, lines, "{header}");
+            }
+        }
+    }
+
+    /// What the bare layout takes exists here, and what it makes carries no timer service:
+    /// no file of it, no dependency on it, no `use` of it.
+    #[test]
+    fn the_bare_layout_matches_this_repository_and_leaves_the_timer_service_out() {
+        let root = template_root().unwrap();
+        for shared in BARE_SHARED.iter().chain(BARE_LEFT_OUT) {
+            assert!(
+                root.join(shared).exists(),
+                "{shared} is gone: update BARE_SHARED"
+            );
+        }
+        let selected = selected_files(&template_files(&root).unwrap(), Layout::Bare);
+        for required in [
+            "Cargo.toml",
+            "README.md",
+            ".ci/run",
+            "driver/abi/Cargo.toml",
+            "driver/kmdf/Cargo.toml",
+            "tests/ktimer-test/Cargo.toml",
+        ] {
+            let from_overlay = selected.iter().any(|(file, target)| {
+                target == required && slash_path(file).starts_with(BARE_OVERLAY)
+            });
+            assert!(from_overlay, "the bare overlay has no {required}");
+        }
+        let service_package = format!("{}-service", TEMPLATE.name);
+        let service_crate = format!("{}_service", TEMPLATE.name);
+        for (file, target) in &selected {
+            assert!(
+                !target.starts_with("driver/service/") && !target.starts_with("tests/wine/"),
+                "{target}"
+            );
+            // Code and manifests only: prose may name the template's crates.
+            let extension = Path::new(target).extension().and_then(|e| e.to_str());
+            if extension != Some("rs") && !target.ends_with("Cargo.toml") {
+                continue;
+            }
+            let Ok(text) = fs::read_to_string(root.join(file)) else {
+                continue;
+            };
+            let code_lines = text.lines().map(str::trim).filter(|line| {
+                !line.starts_with("//") && !line.starts_with('#') && !line.starts_with("* ")
+            });
+            for line in code_lines {
+                assert!(
+                    !line.contains(&service_crate) && !line.contains(&service_package),
+                    "{target} uses the timer service: {line}"
+                );
+            }
+        }
+    }
+
     fn scratch(test: &str) -> PathBuf {
         let directory = env::temp_dir().join(format!("xtask-{test}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&directory);
@@ -1276,7 +1587,7 @@ mod tests {
         let (template, out) = (directory.join("template"), directory.join("out"));
         write_template(&template);
         let identity = test_identity();
-        derive(&template, &out, &identity).unwrap();
+        derive(&template, &out, &identity, Layout::Full).unwrap();
         let name = &identity.name;
         let inx = fs::read_to_string(out.join(format!("driver/{name}.inx"))).unwrap();
         assert_eq!(
@@ -1306,7 +1617,7 @@ mod tests {
         let upper = name.to_ascii_uppercase();
         assert!(rig.contains(&format!("echo {upper}-RIG start")), "{rig}");
         assert!(!out.join("target").exists(), "build output is not copied");
-        let again = derive(&template, &out, &identity).unwrap_err();
+        let again = derive(&template, &out, &identity, Layout::Full).unwrap_err();
         assert!(again.contains("refusing to overwrite"), "{again}");
         fs::remove_dir_all(&directory).unwrap();
     }
@@ -1316,10 +1627,14 @@ mod tests {
         let directory = scratch("missing");
         let (template, out) = (directory.join("template"), directory.join("out"));
         write_template(&template);
-        fs::write(template.join("driver/kmdf/src/lib.rs"), "// no tag here\n").unwrap();
-        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        fs::write(
+            template.join("driver/kmdf/src/timer_logic.rs"),
+            "// no tag here\n",
+        )
+        .unwrap();
+        let error = derive(&template, &out, &test_identity(), Layout::Full).unwrap_err();
         let expected = format!(
-            "`{}` is missing from driver/kmdf/src/lib.rs",
+            "`{}` is missing from driver/kmdf/src/timer_logic.rs",
             TEMPLATE.pool_tags[1]
         );
         assert!(error.contains(&expected), "{error}");
@@ -1333,7 +1648,7 @@ mod tests {
         let (template, out) = (directory.join("template"), directory.join("out"));
         write_template(&template);
         fs::write(template.join(TEMPLATE.readme), "No title line.\n").unwrap();
-        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        let error = derive(&template, &out, &test_identity(), Layout::Full).unwrap_err();
         let expected = format!("{}: no place for the description", TEMPLATE.readme);
         assert!(error.contains(&expected), "{error}");
         assert!(!out.exists(), "nothing is written");
@@ -1347,7 +1662,7 @@ mod tests {
         write_template(&template);
         let upper = TEMPLATE.name.to_ascii_uppercase();
         fs::write(template.join("NOTES.md"), format!("code {upper}_SPECIAL\n")).unwrap();
-        let error = derive(&template, &out, &test_identity()).unwrap_err();
+        let error = derive(&template, &out, &test_identity(), Layout::Full).unwrap_err();
         let expected = format!("NOTES.md: `{upper}_SPECIAL` left after renaming");
         assert!(error.contains(&expected), "{error}");
         assert!(!out.exists(), "nothing is written");
