@@ -5,16 +5,16 @@
 //! `EvtRequestCancel` ends a parked request the I/O system cancels (`CancelIoEx`, thread
 //! exit).
 //!
-//! # Completing a cancelled wait exactly once
+//! # Completing a cancelled request exactly once
 //!
-//! The logic's claim protocol (the timer service's: `ktimer_service::waits`) decides between
-//! itself and the cancel routine. One window remains on the KMDF side: the logic may have
-//! taken a wait out of its list and not yet called [`Request::claim`]
-//! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the wait gone. If
+//! The logic's claim protocol (for the timer driver, its service's `waits` module) decides
+//! between itself and the cancel routine. One window remains on the KMDF side: the logic may
+//! have taken a request out of its list and not yet called [`Request::claim`]
+//! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the request gone. If
 //! the cancel routine completed the request then, the claim would touch a completed request.
 //! So in that case neither side completes alone: each bumps a counter in the request's
 //! context, and the second one completes the request with `STATUS_CANCELLED` — the cancel
-//! routine when it finds the wait gone, and the logic's [`Request`] when it is dropped
+//! routine when it finds the request gone, and the logic's [`Request`] when it is dropped
 //! after a lost claim.
 
 use core::sync::atomic::{AtomicU32, Ordering};
