@@ -1,5 +1,6 @@
-//! `ktimer.sys`: the kernel image. It adds to the KMDF shell (`ktimer-kmdf`) only what a
-//! kernel binary needs, and only for Windows targets:
+//! `ktimer.sys`: the kernel image. It adds to the driver's KMDF side (`ktimer-kmdf`, its
+//! logic hosted in the KMDF shell) only what a kernel binary needs, and only for Windows
+//! targets:
 //!
 //! - the `DriverEntry` export, which the framework's `FxDriverEntry` (the image's entry
 //!   point, set by wdk-build's `/ENTRY:FxDriverEntry`) calls after binding to KMDF;

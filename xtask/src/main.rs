@@ -750,8 +750,15 @@ const BARE_SHARED: &[&str] = &[
 const BARE_LEFT_OUT: &[&str] = &["driver/seam/tests/bindings.rs"];
 
 /// Shared files a bare project takes only up to a line: `.cargo/config.toml` without the
-/// `cargo xtask` alias (a bare project has no xtask).
-const BARE_CUT: &[(&str, &str)] = &[(".cargo/config.toml", "# `cargo xtask")];
+/// `cargo xtask` alias (a bare project has no xtask), the Windows checks' README without
+/// this repository's results (they are the timer driver's).
+const BARE_CUT: &[(&str, &str)] = &[
+    (".cargo/config.toml", "# `cargo xtask"),
+    (
+        "tests/wdk-real-headers/README.md",
+        "## Results in this repository",
+    ),
+];
 
 /// `text` of the shared file `path` as a bare project takes it: cut before the line that
 /// starts with its [`BARE_CUT`] marker, or `None` if the file is taken whole.
@@ -1573,6 +1580,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The line counts the bare README and docs/WINDOWS.md state, from the bare layout:
+    /// the driver's own code (`driver/abi`, `driver/kmdf`), its app, and the template's
+    /// driver code around it (shell, seam, `.sys` package, build plan), in `.rs` files.
+    #[test]
+    fn the_stated_line_counts_of_the_bare_driver_are_current() {
+        let root = template_root().unwrap();
+        let selected = selected_files(&template_files(&root).unwrap(), Layout::Bare);
+        let lines_under = |prefixes: &[&str]| -> usize {
+            selected
+                .iter()
+                .filter(|(_, target)| {
+                    Path::new(target).extension().and_then(|e| e.to_str()) == Some("rs")
+                        && prefixes.iter().any(|prefix| target.starts_with(prefix))
+                })
+                .map(|(file, _)| fs::read_to_string(root.join(file)).unwrap().lines().count())
+                .sum()
+        };
+        let own = lines_under(&["driver/abi/", "driver/kmdf/"]);
+        let app = lines_under(&["tests/ktimer-test/"]);
+        let shell = lines_under(&[
+            "driver/shell/",
+            "driver/seam/",
+            "driver/src/",
+            "driver/build.rs",
+            "driver/build-plan/",
+        ]);
+        let readme = fs::read_to_string(root.join(BARE_OVERLAY).join("README.md")).unwrap();
+        for stated in [
+            format!("{own} lines of driver code"),
+            format!("{app} lines of app"),
+            format!("{shell} lines of the template's driver code"),
+        ] {
+            assert!(
+                readme.contains(&stated),
+                "{BARE_OVERLAY}/README.md should say `{stated}`"
+            );
+        }
+        let windows = fs::read_to_string(root.join("docs/WINDOWS.md")).unwrap();
+        let stated = format!("{own} lines (`driver/abi`, `driver/kmdf`), on {shell} lines");
+        assert!(
+            windows.contains(&stated),
+            "docs/WINDOWS.md should say `{stated}`"
+        );
     }
 
     fn scratch(test: &str) -> PathBuf {
