@@ -142,6 +142,9 @@ fn run(args: &[OsString]) -> Result<(), String> {
             let source = template_root()?;
             derive(&source, &out, &identity, layout)?;
             after_derive(&out);
+            if layout == Layout::Bare {
+                fill_line_counts(&out, &identity.name)?;
+            }
             print_summary(&out, &identity);
             Ok(())
         }
@@ -1001,6 +1004,77 @@ fn after_derive(out: &Path) {
     }
 }
 
+/// The bare README's placeholders for its line counts, and what each counts (`.rs` files
+/// under these directories or files of the derived project, `{name}` its name): the
+/// driver's own code, its app, and the template's driver code around it.
+const LINE_COUNTS: [(&str, &[&str]); 3] = [
+    ("{{own_lines}}", &["driver/abi", "driver/kmdf"]),
+    ("{{app_lines}}", &["tests/{name}-test"]),
+    (
+        "{{shell_lines}}",
+        &[
+            "driver/shell",
+            "driver/seam",
+            "driver/src",
+            "driver/build.rs",
+            "driver/build-plan",
+        ],
+    ),
+];
+
+/// Lines of the `.rs` files at `path` (a file, or every file below a directory).
+fn rust_lines(path: &Path) -> Result<usize, String> {
+    if path.is_file() {
+        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+            return Ok(0);
+        }
+        let text =
+            fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        return Ok(text.lines().count());
+    }
+    let mut total = 0;
+    let entries = fs::read_dir(path).map_err(|error| format!("{}: {error}", path.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| format!("{}: {error}", path.display()))?;
+        total += rust_lines(&entry.path())?;
+    }
+    Ok(total)
+}
+
+/// Writes the line counts of the bare project at `out` (named `name`) into its README, in
+/// place of the [`LINE_COUNTS`] placeholders, counted from the files as written (after
+/// renaming and formatting).
+///
+/// # Errors
+///
+/// A counted path is missing, or the README lacks a placeholder.
+fn fill_line_counts(out: &Path, name: &str) -> Result<(), String> {
+    let readme_path = out.join(TEMPLATE.readme);
+    let mut readme = fs::read_to_string(&readme_path)
+        .map_err(|error| format!("{}: {error}", readme_path.display()))?;
+    for (placeholder, paths) in LINE_COUNTS {
+        let mut lines = 0;
+        for path in paths {
+            let path = out.join(path.replace("{name}", name));
+            if !path.exists() {
+                return Err(format!(
+                    "{}: missing, cannot count its lines",
+                    path.display()
+                ));
+            }
+            lines += rust_lines(&path)?;
+        }
+        if !readme.contains(placeholder) {
+            return Err(format!(
+                "{}: no {placeholder} to fill",
+                readme_path.display()
+            ));
+        }
+        readme = readme.replace(placeholder, &lines.to_string());
+    }
+    fs::write(&readme_path, readme).map_err(|error| format!("{}: {error}", readme_path.display()))
+}
+
 fn print_summary(out: &Path, identity: &Identity) {
     let upper = identity.name.to_ascii_uppercase();
     println!("derived {} into {}", identity.name, out.display());
@@ -1582,49 +1656,47 @@ mod tests {
         }
     }
 
-    /// The line counts the bare README and docs/WINDOWS.md state, from the bare layout:
-    /// the driver's own code (`driver/abi`, `driver/kmdf`), its app, and the template's
-    /// driver code around it (shell, seam, `.sys` package, build plan), in `.rs` files.
     #[test]
-    fn the_stated_line_counts_of_the_bare_driver_are_current() {
-        let root = template_root().unwrap();
-        let selected = selected_files(&template_files(&root).unwrap(), Layout::Bare);
-        let lines_under = |prefixes: &[&str]| -> usize {
-            selected
-                .iter()
-                .filter(|(_, target)| {
-                    Path::new(target).extension().and_then(|e| e.to_str()) == Some("rs")
-                        && prefixes.iter().any(|prefix| target.starts_with(prefix))
-                })
-                .map(|(file, _)| fs::read_to_string(root.join(file)).unwrap().lines().count())
-                .sum()
+    fn a_bare_readme_gets_the_line_counts_of_the_files_as_written() {
+        let out = scratch("counts");
+        let write = |path: &str, text: &str| {
+            let path = out.join(path);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
         };
-        let own = lines_under(&["driver/abi/", "driver/kmdf/"]);
-        let app = lines_under(&["tests/ktimer-test/"]);
-        let shell = lines_under(&[
-            "driver/shell/",
-            "driver/seam/",
-            "driver/src/",
-            "driver/build.rs",
-            "driver/build-plan/",
-        ]);
-        let readme = fs::read_to_string(root.join(BARE_OVERLAY).join("README.md")).unwrap();
-        for stated in [
-            format!("{own} lines of driver code"),
-            format!("{app} lines of app"),
-            format!("{shell} lines of the template's driver code"),
+        write("driver/abi/src/lib.rs", "a\nb\n");
+        write("driver/abi/Cargo.toml", "not counted\n");
+        write("driver/kmdf/tests/t.rs", "c\n");
+        write("tests/zq-test/src/main.rs", "d\ne\nf\ng\n");
+        for shared in [
+            "driver/shell/src/lib.rs",
+            "driver/seam/src/lib.rs",
+            "driver/src/lib.rs",
         ] {
-            assert!(
-                readme.contains(&stated),
-                "{BARE_OVERLAY}/README.md should say `{stated}`"
-            );
+            write(shared, "x\n");
         }
-        let windows = fs::read_to_string(root.join("docs/WINDOWS.md")).unwrap();
-        let stated = format!("{own} lines (`driver/abi`, `driver/kmdf`), on {shell} lines");
-        assert!(
-            windows.contains(&stated),
-            "docs/WINDOWS.md should say `{stated}`"
+        write("driver/build.rs", "y\ny\n");
+        write("driver/build-plan/src/lib.rs", "z\n");
+        write(
+            TEMPLATE.readme,
+            "{{own_lines}} own, {{app_lines}} app, {{shell_lines}} shell\n",
         );
+        fill_line_counts(&out, "zq").unwrap();
+        let readme = fs::read_to_string(out.join(TEMPLATE.readme)).unwrap();
+        assert_eq!(readme, "3 own, 4 app, 6 shell\n");
+        // Filled once: a second run finds no placeholder and says so.
+        let error = fill_line_counts(&out, "zq").unwrap_err();
+        assert!(error.contains("no {{own_lines}} to fill"), "{error}");
+        fs::remove_dir_all(&out).unwrap();
+    }
+
+    #[test]
+    fn the_bare_readme_has_each_line_count_placeholder_once() {
+        let root = template_root().unwrap();
+        let readme = fs::read_to_string(root.join(BARE_OVERLAY).join("README.md")).unwrap();
+        for (placeholder, _) in LINE_COUNTS {
+            assert_eq!(readme.matches(placeholder).count(), 1, "{placeholder}");
+        }
     }
 
     fn scratch(test: &str) -> PathBuf {
