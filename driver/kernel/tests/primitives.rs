@@ -172,6 +172,11 @@ fn a_pool_arc_is_one_block_freed_by_its_last_owner_on_any_thread() {
     assert_eq!(kernel.pool_stats().outstanding_allocations, 1);
     let clones: Vec<_> = (0..4).map(|_| PoolArc::clone(&shared)).collect();
     assert!(clones.iter().all(|clone| PoolArc::ptr_eq(clone, &shared)));
+    // The value's address is the same through every owner, and stays while the raw form
+    // is the only owner left (the KMDF shell reads its device's logic that way).
+    let value = PoolArc::as_ptr(&shared);
+    assert!(clones.iter().all(|clone| PoolArc::as_ptr(clone) == value));
+    assert!(core::ptr::eq(value, &raw const *shared));
     // Through the raw form and back, as a file-object context keeps it.
     let raw = PoolArc::into_raw(shared);
     thread::scope(|scope| {
@@ -191,6 +196,7 @@ fn a_pool_arc_is_one_block_freed_by_its_last_owner_on_any_thread() {
     assert_eq!(kernel.pool_stats().outstanding_allocations, 1);
     // SAFETY: `raw` came from `into_raw` of a `PoolArc<Dropped>` and is taken back once.
     let last = unsafe { PoolArc::<Dropped>::from_raw(raw) };
+    assert_eq!(PoolArc::as_ptr(&last), value);
     drop(last);
     assert_eq!(
         drops.load(Ordering::SeqCst),
