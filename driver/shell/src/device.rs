@@ -221,8 +221,8 @@ fn logic_config<L: DriverLogic>() -> L::Config {
 }
 
 /// The device's `EvtCleanupCallback` (device removal, or a failed `EvtDriverDeviceAdd`):
-/// unloads the logic (for the timer service: completes its pending waits, destroys every
-/// timer and frees their storage before returning) and drops it. `PASSIVE_LEVEL`; if
+/// unloads the logic (a timer service, for example, completes its pending waits, destroys
+/// every timer and frees their storage before returning) and drops it. `PASSIVE_LEVEL`; if
 /// called above it, the logic is left in place (leaked) rather than torn down at the wrong
 /// level.
 ///

@@ -76,15 +76,15 @@ unsafe fn open<L: DriverLogic>(device: WDFDEVICE, file: WDFFILEOBJECT) -> NTSTAT
             }
             STATUS_SUCCESS
         }
-        // The logic's refusal (for the timer service: too many handles, no memory, or
-        // unloading), as the create's status.
+        // The logic's refusal (too many handles, no memory, unloading: the logic's
+        // documented statuses), as the create's status.
         Err(status) => status,
     }
 }
 
 /// `EvtFileCleanup`: the handle's last `CloseHandle`; the logic ends what the handle has in
-/// progress (for the timer service: completes its pending waits with `STATUS_CANCELLED` and
-/// destroys its timers). `PASSIVE_LEVEL`.
+/// progress (a timer service, for example, completes its pending waits with
+/// `STATUS_CANCELLED` and destroys its timers). `PASSIVE_LEVEL`.
 ///
 /// # Safety
 ///
@@ -109,8 +109,8 @@ pub(super) unsafe extern "C" fn evt_file_cleanup<L: DriverLogic>(file: WDFFILEOB
 }
 
 /// `EvtFileClose`: takes the handle back from the context and gives it to the logic to
-/// close (for the timer service: cleans up if that has not happened, and releases the
-/// handle's registration). `PASSIVE_LEVEL`; if
+/// close (a timer service, for example, cleans up if that has not happened, and releases
+/// the handle's registration). `PASSIVE_LEVEL`; if
 /// called above it the handle is leaked rather than torn down at the wrong level.
 ///
 /// # Safety

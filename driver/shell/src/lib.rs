@@ -9,26 +9,26 @@
 //! implementing [`DriverLogic`]: a value per device, a value per open handle, what each
 //! framework event becomes, and the device's identity ([`DeviceIdentity`]: names, security
 //! descriptor, interface GUID, pool tag). A driver instantiates it once, as
-//! [`driver_entry::<Logic>`](driver_entry); ktimer's is `ktimer-kmdf` (the timer service),
-//! and the bare template's is a one-IOCTL example (docs/TEMPLATE.md).
+//! [`driver_entry::<Logic>`](driver_entry), in its logic crate (`driver/kmdf`: the timer
+//! service in the template's own driver, a one-IOCTL example in a bare project).
 //!
 //! | framework event | shell | hosted logic |
 //! | --- | --- | --- |
 //! | `DriverEntry` | `WdfDriverCreate` | — |
-//! | `EvtDriverDeviceAdd` | [`device`]: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link; [`queue`]: the default queue | [`DriverLogic::create`] (owned by the device context) |
-//! | `EvtDeviceFileCreate` | [`file`] | [`DriverLogic::open`] → its handle value in the file-object context |
-//! | `EvtIoDeviceControl` | [`queue`]: wraps the `WDFREQUEST` as a [`Request`] | [`DriverLogic::device_control`] |
-//! | `EvtRequestCancel` | [`queue`] | [`DriverLogic::cancel`] |
-//! | `EvtFileCleanup` / `EvtFileClose` | [`file`] | [`DriverLogic::cleanup`] / [`DriverLogic::close`] |
-//! | device `EvtCleanupCallback` | [`device`] | [`DriverLogic::unload`], then drop |
+//! | `EvtDriverDeviceAdd` | `device`: file-object callbacks, name, SDDL, `WdfDeviceCreate`, device interface, symbolic link; `queue`: the default queue | [`DriverLogic::create`] (owned by the device context) |
+//! | `EvtDeviceFileCreate` | `file` | [`DriverLogic::open`] → its handle value in the file-object context |
+//! | `EvtIoDeviceControl` | `queue`: wraps the `WDFREQUEST` as a [`Request`] | [`DriverLogic::device_control`] |
+//! | `EvtRequestCancel` | `queue` | [`DriverLogic::cancel`] |
+//! | `EvtFileCleanup` / `EvtFileClose` | `file` | [`DriverLogic::cleanup`] / [`DriverLogic::close`] |
+//! | device `EvtCleanupCallback` | `device` | [`DriverLogic::unload`], then drop |
 //! | `EvtDriverUnload` | trace | — |
 //!
 //! Modules, each importing only those before it (no import circle; `xtask`'s
-//! `import_graph` test checks): [`sys`] (the seam's names) and [`wdf`] (KMDF plumbing);
-//! [`request`] (the `WDFREQUEST` wrapper, handed its cancel routine by the queue);
-//! [`logic`] (what the shell asks of the hosted logic); [`contexts`] (the device's and file
-//! objects' contexts: the logic and its per-handle values); [`queue`] and [`file`] (the I/O
-//! callbacks); [`device`] (creation and cleanup); [`sim`] (simulator builds only: the
+//! `import_graph` test checks): `sys` (the seam's names) and `wdf` (KMDF plumbing);
+//! `request` (the `WDFREQUEST` wrapper, handed its cancel routine by the queue);
+//! `logic` (what the shell asks of the hosted logic); `contexts` (the device's and file
+//! objects' contexts: the logic and its per-handle values); `queue` and `file` (the I/O
+//! callbacks); `device` (creation and cleanup); [`sim`] (simulator builds only: the
 //! hooks tests use); this root.
 //!
 //! IRQL: the device is created with `WdfExecutionLevelPassive`, which its queue and file
@@ -145,7 +145,7 @@ pub unsafe extern "system" fn driver_entry<L: DriverLogic>(
 }
 
 /// `EvtDriverUnload`: the last callback, after every device is gone (each device's cleanup
-/// has already unloaded its logic, see [`device`]). `PASSIVE_LEVEL`.
+/// has already unloaded its logic, see `device`). `PASSIVE_LEVEL`.
 extern "C" fn evt_driver_unload<L: DriverLogic>(_driver: WDFDRIVER) {
     trace!("{}: driver unloaded", L::IDENTITY.driver_name);
 }

@@ -57,7 +57,7 @@ pub(crate) fn create_default_queue<L: DriverLogic>(device: WDFDEVICE) -> Result<
 }
 
 /// `EvtIoDeviceControl`: hands the request to the logic, which completes it or parks it
-/// (for the timer service, a wait). `PASSIVE_LEVEL` (the queue inherits the device's
+/// (a wait, in a timer service). `PASSIVE_LEVEL` (the queue inherits the device's
 /// `WdfExecutionLevelPassive`).
 ///
 /// # Safety

@@ -7,8 +7,8 @@
 //!
 //! # Completing a cancelled request exactly once
 //!
-//! The logic's claim protocol (for the timer driver, its service's `waits` module) decides
-//! between itself and the cancel routine. One window remains on the KMDF side: the logic may
+//! The logic's claim protocol (in the template's timer driver, its service's `waits`
+//! module) decides between itself and the cancel routine. One window remains on the KMDF side: the logic may
 //! have taken a request out of its list and not yet called [`Request::claim`]
 //! (`WdfRequestUnmarkCancelable`) when the cancel routine runs and finds the request gone. If
 //! the cancel routine completed the request then, the claim would touch a completed request.

@@ -6,7 +6,8 @@
 //! - [`set_config`]: the settings the next `EvtDriverDeviceAdd` on this kernel makes the
 //!   logic with (the real driver always uses the defaults).
 //! - [`logic`] and [`handle`]: the logic behind a device and the handle value behind a file
-//!   object, for a driver's own read-only hooks (ktimer's: `ktimer_kmdf::sim_hooks`).
+//!   object, for a driver's own read-only hooks (the timer driver's `sim_hooks`, for
+//!   example).
 
 use core::any::{Any, TypeId};
 use core::mem::ManuallyDrop;
