@@ -48,7 +48,7 @@ Copies this driver project to <dir> (which must not exist) under new names.
   --interface-guid <GUID>    device interface GUID (default: a new random one)
 ";
 
-/// The template's own identifiers: what [`derive`] replaces. Change this when the template's
+/// The template's own identifiers: what [`derive()`] replaces. Change this when the template's
 /// names change; a derivation whose identifiers are not where this list expects them fails.
 struct Template {
     /// Package, crate, binary, service and INX name (`ktimer`, `ktimer-abi`, `ktimer_abi`, ...).

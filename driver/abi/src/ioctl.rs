@@ -8,7 +8,7 @@
 //! never touches user addresses. Codes that change driver state require read and write access
 //! to the handle; codes that only observe require read access.
 //!
-//! Every IOCTL is declared once, in the [`declare_ioctls!`] table below: its code (function
+//! Every IOCTL is declared once, in the `declare_ioctls!` table below: its code (function
 //! number and access), its input and output messages and the statuses its operation may fail
 //! with. The code constants, the [`Ioctl`] marker types, [`IOCTLS`], [`Request`] and its
 //! decoder are generated from that table.
@@ -78,7 +78,7 @@ const READ: u32 = FILE_READ_DATA;
 const READ_WRITE: u32 = FILE_READ_DATA | FILE_WRITE_DATA;
 
 /// An IOCTL of this ABI as a type, generated from its row in the declaration below
-/// ([`declare_ioctls!`]): its code and its input and output messages. Generic code (the
+/// (`declare_ioctls!`): its code and its input and output messages. Generic code (the
 /// driver's decoder [`Request::decode`], the app's client, the fuzzer) works from this.
 pub trait Ioctl {
     /// The IOCTL code.

@@ -95,8 +95,8 @@ impl DecodeError {
 }
 
 /// A request or response: its field checks beyond the header. A type of [`crate::layout`]
-/// whose first field is a [`Header`] and that implements this is a message: [`Decode`] (the
-/// header checks, then these) follows.
+/// whose first field is a [`Header`](crate::layout::Header) and that implements this is a
+/// message: [`Decode`](crate::codec::Decode) (the header checks, then these) follows.
 pub trait Validate {
     /// Checks every field's value.
     ///

@@ -61,7 +61,7 @@ struct HrStorage<C> {
 ///
 /// # Invariants
 ///
-/// `storage` satisfies [`HrStorage`]'s invariants and `timer` is its `EX_TIMER`, not yet
+/// `storage` satisfies `HrStorage`'s invariants and `timer` is its `EX_TIMER`, not yet
 /// deleted; `storage` is taken out only in `drop`.
 pub struct HighResolutionTimer<C: TimerCallback> {
     storage: ManuallyDrop<Pin<PoolBox<HrStorage<C>>>>,

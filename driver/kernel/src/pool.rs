@@ -229,7 +229,7 @@ const MAX_OWNERS: usize = usize::MAX / 2;
 ///
 /// # Invariants
 ///
-/// `shared` is the raw pointer of a pinned [`PoolBox`] of a [`Shared<T>`] tagged with its
+/// `shared` is the raw pointer of a pinned [`PoolBox`] of a `Shared<T>` tagged with its
 /// `tag` field, whose `owners` counts the `PoolArc`s (and raw forms from [`PoolArc::into_raw`]) that refer to
 /// it; the block is freed by the owner that takes the count from 1 to 0, and only then.
 pub struct PoolArc<T> {

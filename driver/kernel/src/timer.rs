@@ -174,7 +174,7 @@ impl<C> TimerStorage<C> {
 ///
 /// # Invariants
 ///
-/// `storage` holds a [`TimerStorage<C>`] satisfying its invariants; it is taken out only
+/// `storage` holds a `TimerStorage<C>` satisfying its invariants; it is taken out only
 /// in `drop`.
 pub struct Timer<C: TimerCallback> {
     storage: ManuallyDrop<Pin<PoolBox<TimerStorage<C>>>>,

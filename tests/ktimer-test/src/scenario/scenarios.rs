@@ -376,7 +376,7 @@ const WARM_UP_WAIT: Duration = Duration::from_secs(2);
 /// lateness is not judged (under Wine the first timer after the driver started came 34-119 ms
 /// late, the next one on time; likely the driver host's thread pool creating its timer thread
 /// and first worker). Its record is still checked: exactly one, covering one expiration, within
-/// [`WARM_UP_WAIT`] after the due time.
+/// `WARM_UP_WAIT` after the due time.
 ///
 /// # Errors
 /// A description of a failed request, or of a missing or extra record.
