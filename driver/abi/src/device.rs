@@ -59,6 +59,15 @@ pub const SYMBOLIC_LINK_KERNEL: &str = "\\DosDevices\\KTimer";
 /// The path user mode passes to `CreateFileW`.
 pub const DEVICE_PATH_USER: &str = "\\\\.\\KTimer";
 
+/// Who may open the device: SYSTEM and Administrators, full access; a protected DACL (SDDL).
+/// The INX gives the device this descriptor (its hardware section's `Security`), and the
+/// driver gives it to the named device object too, so neither path to the device is more
+/// open than the other; a test keeps the two equal.
+pub const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
+
+/// [`DEVICE_SDDL`] as UTF-16 without a terminator (for a `UNICODE_STRING`).
+pub const DEVICE_SDDL_UTF16: [u16; DEVICE_SDDL.len()] = ascii_to_utf16(DEVICE_SDDL);
+
 /// [`DEVICE_NAME_KERNEL`] as UTF-16 without a terminator (for a `UNICODE_STRING`).
 pub const DEVICE_NAME_KERNEL_UTF16: [u16; DEVICE_NAME_KERNEL.len()] =
     ascii_to_utf16(DEVICE_NAME_KERNEL);
@@ -121,6 +130,18 @@ mod tests {
         let data4 = (hex_field(groups[3]) << 48) | hex_field(groups[4]);
         assert_eq!(u64::from_be_bytes(DEVICE_INTERFACE_GUID.data4), data4);
         assert_eq!(DEVICE_INTERFACE_GUID.to_u128(), DEVICE_INTERFACE_GUID_U128);
+    }
+
+    #[test]
+    fn the_inx_gives_the_device_the_same_security_descriptor() {
+        let inx = include_str!("../../ktimer.inx");
+        let security = format!("HKR,,Security,,\"{DEVICE_SDDL}\"");
+        assert_eq!(inx.matches(&security).count(), 1, "{security}");
+        assert_eq!(inx.matches("HKR,,Security,,").count(), 1);
+        assert_eq!(
+            DEVICE_SDDL_UTF16.to_vec(),
+            DEVICE_SDDL.encode_utf16().collect::<Vec<_>>()
+        );
     }
 
     #[test]

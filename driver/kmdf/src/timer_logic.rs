@@ -9,23 +9,19 @@ use core::mem::ManuallyDrop;
 use core::ops::Deref;
 
 use ktimer_abi::device::{
-    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
+    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16,
 };
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_service::dispatch::{self, CancelableRequest, IoRequest, Pended};
 use ktimer_service::{FileHandle, Service, ServiceConfig};
 use ktimer_shell::{DeviceIdentity, DriverLogic, HandleStorage, InterfaceGuid, NTSTATUS, Request};
 
-/// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
-/// same descriptor as the INF's hardware section (`inf/ktimer.inx`).
-const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
-
 /// The ktimer device (`ktimer-abi`'s names and GUID).
 const IDENTITY: DeviceIdentity = DeviceIdentity {
     driver_name: "ktimer",
     device_name: &DEVICE_NAME_KERNEL_UTF16,
     symbolic_link: &SYMBOLIC_LINK_KERNEL_UTF16,
-    sddl: &ascii_to_utf16::<{ DEVICE_SDDL.len() }>(DEVICE_SDDL),
+    sddl: &DEVICE_SDDL_UTF16,
     interface: InterfaceGuid {
         data1: DEVICE_INTERFACE_GUID.data1,
         data2: DEVICE_INTERFACE_GUID.data2,

@@ -25,7 +25,7 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use ktimer_abi::device::{
-    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16, ascii_to_utf16,
+    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16,
 };
 use ktimer_abi::ioctl::IOCTL_KTIMER_PING;
 use ktimer_abi::ping::{PING_RESPONSE_SIZE, PingRequest, PingResponse};
@@ -39,16 +39,12 @@ use ktimer_shell::{
     PCUNICODE_STRING, PDRIVER_OBJECT, Request,
 };
 
-/// Who may open the device: SYSTEM and Administrators, full access; a protected DACL. The
-/// same descriptor as the INF's hardware section (`driver/ktimer.inx`).
-const DEVICE_SDDL: &str = "D:P(A;;GA;;;SY)(A;;GA;;;BA)";
-
 /// The device this driver creates.
 pub const IDENTITY: DeviceIdentity = DeviceIdentity {
     driver_name: "ktimer",
     device_name: &DEVICE_NAME_KERNEL_UTF16,
     symbolic_link: &SYMBOLIC_LINK_KERNEL_UTF16,
-    sddl: &ascii_to_utf16::<{ DEVICE_SDDL.len() }>(DEVICE_SDDL),
+    sddl: &DEVICE_SDDL_UTF16,
     interface: InterfaceGuid {
         data1: DEVICE_INTERFACE_GUID.data1,
         data2: DEVICE_INTERFACE_GUID.data2,
