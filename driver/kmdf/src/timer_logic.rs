@@ -9,12 +9,13 @@ use core::mem::ManuallyDrop;
 use core::ops::Deref;
 
 use ktimer_abi::device::{
-    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16,
+    DEVICE_INTERFACE_GUID_U128, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16,
+    SYMBOLIC_LINK_KERNEL_UTF16,
 };
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_service::dispatch::{self, CancelableRequest, IoRequest, Pended};
 use ktimer_service::{FileHandle, Service, ServiceConfig};
-use ktimer_shell::{DeviceIdentity, DriverLogic, HandleStorage, InterfaceGuid, NTSTATUS, Request};
+use ktimer_shell::{DeviceIdentity, DriverLogic, HandleStorage, NTSTATUS, Request};
 
 /// The ktimer device (`ktimer-abi`'s names and GUID).
 const IDENTITY: DeviceIdentity = DeviceIdentity {
@@ -22,12 +23,7 @@ const IDENTITY: DeviceIdentity = DeviceIdentity {
     device_name: &DEVICE_NAME_KERNEL_UTF16,
     symbolic_link: &SYMBOLIC_LINK_KERNEL_UTF16,
     sddl: &DEVICE_SDDL_UTF16,
-    interface: InterfaceGuid {
-        data1: DEVICE_INTERFACE_GUID.data1,
-        data2: DEVICE_INTERFACE_GUID.data2,
-        data3: DEVICE_INTERFACE_GUID.data3,
-        data4: DEVICE_INTERFACE_GUID.data4,
-    },
+    interface: DEVICE_INTERFACE_GUID_U128,
     // The framework's allocations on the driver's behalf (`KTwf`); the service tags its
     // own `KTsv`.
     pool_tag: *b"KTwf",

@@ -182,12 +182,7 @@ unsafe fn create_device<L: DriverLogic>(
 fn publish_device<L: DriverLogic>(device: WDFDEVICE) -> Result<(), NTSTATUS> {
     let identity = &L::IDENTITY;
     let name = identity.driver_name;
-    let interface = GUID {
-        Data1: identity.interface.data1,
-        Data2: identity.interface.data2,
-        Data3: identity.interface.data3,
-        Data4: identity.interface.data4,
-    };
+    let interface = guid(identity.interface);
     // SAFETY: `device` is valid; the GUID is live across the call (the framework copies
     // it); no reference string (null).
     let status = unsafe {
@@ -208,6 +203,17 @@ fn publish_device<L: DriverLogic>(device: WDFDEVICE) -> Result<(), NTSTATUS> {
     check(name, status, "WdfDeviceCreateSymbolicLink")?;
 
     Ok(())
+}
+
+/// The `GUID` whose text, read as one big-endian number, is `value`. Any IRQL.
+fn guid(value: u128) -> GUID {
+    let [d1a, d1b, d1c, d1d, d2a, d2b, d3a, d3b, data4 @ ..] = value.to_be_bytes();
+    GUID {
+        Data1: u32::from_be_bytes([d1a, d1b, d1c, d1d]),
+        Data2: u16::from_be_bytes([d2a, d2b]),
+        Data3: u16::from_be_bytes([d3a, d3b]),
+        Data4: data4,
+    }
 }
 
 /// The logic's settings: the defaults; on the simulator, those a test set for this kernel

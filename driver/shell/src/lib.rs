@@ -82,7 +82,7 @@ mod wdf;
 /// The seam's names in this crate's signatures: `NTSTATUS`, and the `DriverEntry`
 /// arguments.
 pub use ktimer_seam::wdf::{NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT};
-pub use logic::{DeviceIdentity, DriverLogic, HandleStorage, InterfaceGuid};
+pub use logic::{DeviceIdentity, DriverLogic, HandleStorage};
 pub use request::Request;
 
 use crate::sys::{

@@ -48,19 +48,6 @@ pub unsafe trait HandleStorage: Sized {
     unsafe fn borrow_raw(raw: *mut c_void) -> ManuallyDrop<Self>;
 }
 
-/// A device interface class GUID, in the fields of the Windows `GUID` structure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InterfaceGuid {
-    /// The first 8 hex digits.
-    pub data1: u32,
-    /// The next 4 hex digits.
-    pub data2: u16,
-    /// The next 4 hex digits.
-    pub data3: u16,
-    /// The last 16 hex digits, in textual order.
-    pub data4: [u8; 8],
-}
-
 /// Who the device is: what the shell names, protects and registers in
 /// `EvtDriverDeviceAdd`, and how it tags and traces. The texts are UTF-16 without a
 /// terminator (for `UNICODE_STRING`s).
@@ -77,8 +64,10 @@ pub struct DeviceIdentity {
     /// The security descriptor of the named device object (SDDL), the same as the INF gives
     /// the device, so the name is never less protected than the interface.
     pub sddl: &'static [u16],
-    /// The device interface user mode finds the device by.
-    pub interface: InterfaceGuid,
+    /// The device interface class user mode finds the device by: the GUID's text read as
+    /// one big-endian number (`{E7A5882E-BD5A-...}` is `0xE7A5_882E_BD5A_...`), the form
+    /// `windows_sys::core::GUID::from_u128` takes.
+    pub interface: u128,
     /// The tag of the framework's allocations on the driver's behalf (`DriverPoolTag`) and
     /// of the shell's one allocation (the device's logic).
     pub pool_tag: [u8; 4],

@@ -25,7 +25,8 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use ktimer_abi::device::{
-    DEVICE_INTERFACE_GUID, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16, SYMBOLIC_LINK_KERNEL_UTF16,
+    DEVICE_INTERFACE_GUID_U128, DEVICE_NAME_KERNEL_UTF16, DEVICE_SDDL_UTF16,
+    SYMBOLIC_LINK_KERNEL_UTF16,
 };
 use ktimer_abi::ioctl::IOCTL_KTIMER_PING;
 use ktimer_abi::ping::{PING_RESPONSE_SIZE, PingRequest, PingResponse};
@@ -35,8 +36,8 @@ use ktimer_abi::status::{
 use ktimer_kernel::irql::PassiveLevel;
 use ktimer_kernel::pool::{PoolArc, PoolTag};
 use ktimer_shell::{
-    DeviceIdentity, DriverEntry, DriverLogic, HandleStorage, InterfaceGuid, NTSTATUS,
-    PCUNICODE_STRING, PDRIVER_OBJECT, Request,
+    DeviceIdentity, DriverEntry, DriverLogic, HandleStorage, NTSTATUS, PCUNICODE_STRING,
+    PDRIVER_OBJECT, Request,
 };
 
 /// The device this driver creates.
@@ -45,12 +46,7 @@ pub const IDENTITY: DeviceIdentity = DeviceIdentity {
     device_name: &DEVICE_NAME_KERNEL_UTF16,
     symbolic_link: &SYMBOLIC_LINK_KERNEL_UTF16,
     sddl: &DEVICE_SDDL_UTF16,
-    interface: InterfaceGuid {
-        data1: DEVICE_INTERFACE_GUID.data1,
-        data2: DEVICE_INTERFACE_GUID.data2,
-        data3: DEVICE_INTERFACE_GUID.data3,
-        data4: DEVICE_INTERFACE_GUID.data4,
-    },
+    interface: DEVICE_INTERFACE_GUID_U128,
     // The framework's allocations on the driver's behalf, and the device's logic.
     pool_tag: *b"KTwf",
 };

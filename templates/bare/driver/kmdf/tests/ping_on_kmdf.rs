@@ -50,7 +50,17 @@ fn ping(file: &kernel_sim::wdf::UserHandle, cookie: u64) -> PingResponse {
 fn the_driver_loads_answers_pings_and_unloads_cleanly() {
     let kernel = Kernel::new(Config::default());
     let (framework, device) = loaded(&kernel);
-    assert_eq!(framework.interfaces(device).len(), 1);
+    // The interface class registered is the ABI's GUID, field by field.
+    let expected = ktimer_abi::device::DEVICE_INTERFACE_GUID;
+    assert_eq!(
+        framework.interfaces(device),
+        [kernel_sim::GUID {
+            Data1: expected.data1,
+            Data2: expected.data2,
+            Data3: expected.data3,
+            Data4: expected.data4,
+        }]
+    );
     assert_eq!(
         framework.symbolic_link(device).as_deref(),
         Some(SYMBOLIC_LINK_KERNEL)
